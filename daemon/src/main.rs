@@ -1,0 +1,3 @@
+//! `workspaced` entry point.
+
+fn main() {}
