@@ -117,6 +117,13 @@ pub fn start_io(
     mut input: mpsc::Receiver<Vec<u8>>,
 ) -> oneshot::Receiver<ExitStatus> {
     let (eof_tx, eof_rx) = std::sync::mpsc::channel::<()>();
+    let (wake_tx, wake_rx) = std::sync::mpsc::sync_channel::<()>(1);
+    let term = Arc::clone(t);
+    std::thread::Builder::new()
+        .name(format!("pty-emulate-{}", t.id))
+        .spawn(move || term.run_emulator(wake_rx))
+        .expect("spawn emulator thread");
+
     let term = Arc::clone(t);
     let fd = t.pty.fd;
     std::thread::Builder::new()
@@ -129,8 +136,7 @@ pub fn start_io(
                     Ok(n) => n,
                 };
                 let mode_change = {
-                    let mut out = term.output.lock().unwrap();
-                    out.push(&buf[..n]);
+                    let mut out = term.append(&buf[..n]);
                     let echo = !fd.and_then(crate::sys::password_mode).unwrap_or(false);
                     (echo != out.echo).then(|| {
                         out.echo = echo;
@@ -138,10 +144,13 @@ pub fn start_io(
                     })
                 };
                 term.changed.send_modify(|v| *v += 1);
+                // A full channel means the emulator is already due to run.
+                let _ = wake_tx.try_send(());
                 if let Some(echo) = mode_change {
                     let _ = term.control.send(Control::Mode { echo });
                 }
             }
+            drop(wake_tx);
             let _ = eof_tx.send(());
         })
         .expect("spawn pty reader thread");
