@@ -96,6 +96,7 @@ pub fn router(app: AppState) -> Router {
     }
     let owner_only = api
         .route("/", get(pages::console))
+        .route("/assets/{*path}", get(pages::asset))
         .route_layer(middleware::from_fn_with_state(app.clone(), require_owner));
 
     Router::new()
