@@ -1,0 +1,6 @@
+//! Library behind the `workspace-injector` binary: devfile checks and
+//! injection, rendering for Kubernetes, tool installation and project clone.
+
+pub mod cli;
+pub mod devfile;
+pub mod yaml;

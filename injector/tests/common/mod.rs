@@ -1,0 +1,43 @@
+//! Helpers shared by the CLI integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The real `workspace-injector` binary built for these tests.
+pub fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_workspace-injector"))
+}
+
+/// `shared/devfiles` beside the project root.
+pub fn devfiles_dir() -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/devfiles"
+    ))
+}
+
+/// `shared/devfiles/schema` beside the project root.
+pub fn schema_dir() -> PathBuf {
+    devfiles_dir().join("schema")
+}
+
+/// Runs the binary with arguments and returns its output.
+pub fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("run workspace-injector")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Writes `text` to `name` in `dir` and returns the path.
+pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
