@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::devfile;
+use crate::{devfile, inject, render, yaml};
 
 /// Exit code for bad usage (sysexits EX_USAGE).
 pub const EXIT_USAGE: u8 = 64;
@@ -29,6 +29,74 @@ pub enum Command {
         #[command(subcommand)]
         command: DevfileCommand,
     },
+    /// Print the Kubernetes objects or the DevWorkspace for a devfile.
+    Render {
+        file: PathBuf,
+        /// Workspace name (a DNS label).
+        #[arg(long, value_parser = dns_label)]
+        name: String,
+        /// Namespace of the objects (a DNS label).
+        #[arg(long, value_parser = dns_label)]
+        namespace: String,
+        #[arg(long, value_enum, default_value = "kubernetes")]
+        format: Format,
+        /// DNS zone of the workspaces proxy: ports are `<port>-<name>.<zone>`.
+        #[arg(long, default_value = "workspaces.localdev.me")]
+        dns_zone: String,
+        /// Namespace of the workspaces proxy, the only ingress allowed.
+        #[arg(long, default_value = "gitlab-workspaces")]
+        proxy_namespace: String,
+        #[command(flatten)]
+        inject: InjectArgs,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Format {
+    Kubernetes,
+    Devworkspace,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InjectArgs {
+    /// Image of the init component that runs `install` (and `clone`).
+    #[arg(long, default_value = inject::DEFAULT_INJECTOR_IMAGE)]
+    pub injector_image: String,
+    /// Editor profile started by init_tools.sh.
+    #[arg(long, default_value = "code-server")]
+    pub editor_profile: String,
+    /// Clone this repository into the workspace before it starts.
+    #[arg(long)]
+    pub project_url: Option<String>,
+    /// Branch, tag or commit of the project to check out.
+    #[arg(long, requires = "project_url")]
+    pub project_ref: Option<String>,
+}
+
+impl InjectArgs {
+    fn options(self) -> inject::Options {
+        inject::Options {
+            injector_image: self.injector_image,
+            editor_profile: self.editor_profile,
+            project_url: self.project_url,
+            project_ref: self.project_ref,
+            domain_template: None,
+        }
+    }
+}
+
+fn dns_label(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-');
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err("must be a DNS label: 1-63 lowercase letters, digits and '-'".into())
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -39,6 +107,12 @@ pub enum DevfileCommand {
         /// Accept full devfile 2.x, validated against its declared schema.
         #[arg(long)]
         relaxed: bool,
+    },
+    /// Print the devfile with the editor, the daemon and the tools injected.
+    Inject {
+        file: PathBuf,
+        #[command(flatten)]
+        inject: InjectArgs,
     },
 }
 
@@ -92,8 +166,76 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 };
                 report(&file, &findings)
             }
+            DevfileCommand::Inject { file, inject } => {
+                let value = match checked(&file)? {
+                    Ok(v) => v,
+                    Err(code) => return Ok(code),
+                };
+                let out = inject::inject(&value, &inject.options())?;
+                self_check(&out)?;
+                print!("{}", yaml::to_string(&out));
+                Ok(ExitCode::SUCCESS)
+            }
         },
+        Command::Render {
+            file,
+            name,
+            namespace,
+            format,
+            dns_zone,
+            proxy_namespace,
+            inject,
+        } => {
+            let value = match checked(&file)? {
+                Ok(v) => v,
+                Err(code) => return Ok(code),
+            };
+            let opts = render::Options {
+                name,
+                namespace,
+                dns_zone,
+                proxy_namespace,
+                inject: inject.options(),
+            };
+            match format {
+                Format::Kubernetes => {
+                    print!(
+                        "{}",
+                        yaml::to_multi_doc(&render::kubernetes(&value, &opts)?)
+                    )
+                }
+                Format::Devworkspace => {
+                    print!("{}", yaml::to_string(&render::devworkspace(&value, &opts)?))
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// Reads and checks a devfile in GitLab mode; on findings, prints them and
+/// returns the exit code.
+fn checked(file: &std::path::Path) -> anyhow::Result<Result<serde_json::Value, ExitCode>> {
+    let findings = match devfile::read(file)? {
+        Ok(value) => {
+            let findings = devfile::check(&value, devfile::Mode::Gitlab);
+            if findings.is_empty() {
+                return Ok(Ok(value));
+            }
+            findings
+        }
+        Err(findings) => findings,
+    };
+    Ok(Err(report(file, &findings)?))
+}
+
+/// The injected devfile must itself be a valid devfile.
+fn self_check(out: &serde_json::Value) -> anyhow::Result<()> {
+    let findings = devfile::check(out, devfile::Mode::Relaxed);
+    if let Some(f) = findings.first() {
+        anyhow::bail!("the injected devfile is invalid (a bug): {f}");
+    }
+    Ok(())
 }
 
 fn report(file: &std::path::Path, findings: &[devfile::Finding]) -> anyhow::Result<ExitCode> {

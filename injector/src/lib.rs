@@ -3,4 +3,6 @@
 
 pub mod cli;
 pub mod devfile;
+pub mod inject;
+pub mod render;
 pub mod yaml;
