@@ -4,9 +4,10 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
-use crate::{devfile, inject, render, yaml};
+use crate::{devfile, inject, install, render, yaml};
 
 /// Exit code for bad usage (sysexits EX_USAGE).
 pub const EXIT_USAGE: u8 = 64;
@@ -29,6 +30,21 @@ pub enum Command {
         #[command(subcommand)]
         command: DevfileCommand,
     },
+    /// Install workspaced, the editor and init_tools.sh into the tools dir.
+    Install {
+        /// The tools dir (a symlink to a verified, versioned sibling).
+        #[arg(long)]
+        to: PathBuf,
+        /// Where the image keeps the tools (`workspaced`, `editor/`).
+        #[arg(long, default_value = install::DEFAULT_FROM)]
+        from: PathBuf,
+        /// Re-hash the installed files even when the manifest matches, and
+        /// reinstall when one was changed.
+        #[arg(long)]
+        verify: bool,
+    },
+    /// Check an installed tools dir against its manifest.
+    Verify { dir: PathBuf },
     /// Print the Kubernetes objects or the DevWorkspace for a devfile.
     Render {
         file: PathBuf,
@@ -177,6 +193,43 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
         },
+        Command::Install { to, from, verify } => {
+            match install::install(&from, &to, verify).with_context(|| {
+                format!(
+                    "install the tools from {} into {}",
+                    from.display(),
+                    to.display()
+                )
+            })? {
+                install::Outcome::UpToDate { version_dir } => println!(
+                    "up to date, nothing copied: {} -> {}",
+                    to.display(),
+                    version_dir.display()
+                ),
+                install::Outcome::Installed {
+                    version_dir,
+                    files,
+                    bytes,
+                } => println!(
+                    "installed {files} files ({bytes} bytes), verified: {} -> {}",
+                    to.display(),
+                    version_dir.display()
+                ),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { dir } => {
+            let manifest = install::read_manifest(&dir)?;
+            install::verify_tree(&dir, &manifest)
+                .with_context(|| format!("verify {}", dir.display()))?;
+            println!(
+                "{}: {} entries match {}",
+                dir.display(),
+                manifest.files.len(),
+                install::MANIFEST
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Render {
             file,
             name,
