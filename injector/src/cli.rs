@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
-use crate::{devfile, inject, install, render, yaml};
+use crate::{clone, devfile, inject, install, render, yaml};
 
 /// Exit code for bad usage (sysexits EX_USAGE).
 pub const EXIT_USAGE: u8 = 64;
@@ -42,6 +42,28 @@ pub enum Command {
         /// reinstall when one was changed.
         #[arg(long)]
         verify: bool,
+    },
+    /// Clone the project into the workspace (idempotent, with retries).
+    Clone {
+        #[arg(long)]
+        url: String,
+        /// Branch, tag or commit to check out.
+        #[arg(long = "ref")]
+        git_ref: Option<String>,
+        /// Shallow clone with this many commits.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        depth: Option<u32>,
+        #[arg(long)]
+        dest: PathBuf,
+        /// File holding a token sent as HTTP basic auth `oauth2:<token>`.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// Exit 1 when every try failed (default: 0, the workspace starts anyway).
+        #[arg(long)]
+        strict: bool,
+        /// Waits between tries (tests shorten them).
+        #[arg(long, hide = true, default_value = "1s,2s,4s", value_parser = clone::parse_backoff)]
+        retry_backoff: std::vec::Vec<std::time::Duration>,
     },
     /// Check an installed tools dir against its manifest.
     Verify { dir: PathBuf },
@@ -215,6 +237,51 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     to.display(),
                     version_dir.display()
                 ),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Clone {
+            url,
+            git_ref,
+            depth,
+            dest,
+            token_file,
+            strict,
+            retry_backoff,
+        } => {
+            let req = clone::Request {
+                projects_root: clone::projects_root(&dest)?,
+                url,
+                git_ref,
+                depth,
+                dest,
+                token_file,
+                backoff: retry_backoff,
+            };
+            match clone::clone(&req)? {
+                clone::Outcome::AlreadyCloned => {
+                    println!(
+                        "{} is already cloned (marker present); nothing done",
+                        req.dest.display()
+                    )
+                }
+                clone::Outcome::Cloned { attempts } => println!(
+                    "cloned {} into {} (try {attempts})",
+                    clone::redact_url(&req.url),
+                    req.dest.display()
+                ),
+                clone::Outcome::Failed { message } => {
+                    eprintln!("error: {message}");
+                    eprintln!(
+                        "the workspace starts without the project; the error is in {}",
+                        req.projects_root.join(clone::ERROR_LOG).display()
+                    );
+                    return Ok(if strict {
+                        ExitCode::FAILURE
+                    } else {
+                        ExitCode::SUCCESS
+                    });
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

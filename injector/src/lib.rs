@@ -3,6 +3,7 @@
 
 pub mod assets;
 pub mod cli;
+pub mod clone;
 pub mod devfile;
 pub mod inject;
 pub mod install;
