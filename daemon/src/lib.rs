@@ -1,1 +1,14 @@
-//! The workspace daemon library.
+//! `workspaced`: the daemon that runs in every workspace. It serves
+//! terminals, and (see ARCHITECTURE.md) grows file sync, ports, health and
+//! idle detection on the same router, auth and config.
+
+pub mod activity;
+pub mod auth;
+pub mod config;
+pub mod confine;
+pub mod events;
+pub mod http;
+pub mod server;
+mod sys;
+pub mod terminal;
+pub mod time;

@@ -1,0 +1,250 @@
+//! Credentials and roles (PROTOCOL.md, "Authentication and roles"): the owner
+//! token or an HS256 JWT, found in the header, the query (page loads and
+//! WebSocket upgrades only) or the session cookie, compared in constant time.
+
+use axum::http::{header, request::Parts, HeaderMap, Method};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+pub const COOKIE: &str = "workspaced_session";
+pub const QUERY_PARAM: &str = "access_token";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    Member,
+    Owner,
+}
+
+/// Who a good credential belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub role: Role,
+    /// The JWT's `sub`; `None` for the owner token.
+    pub user: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    sub: String,
+    role: String,
+}
+
+/// Checks credentials against the owner token and the JWT secret.
+pub struct Authenticator {
+    token_digest: [u8; 32],
+    jwt: Option<(DecodingKey, Validation)>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator").finish_non_exhaustive()
+    }
+}
+
+fn digest(s: &str) -> [u8; 32] {
+    Sha256::digest(s.as_bytes()).into()
+}
+
+impl Authenticator {
+    pub fn new(owner_token: &str, jwt_secret: Option<&[u8]>, audience: &str) -> Self {
+        let jwt = jwt_secret.map(|secret| {
+            let mut v = Validation::new(Algorithm::HS256);
+            v.set_audience(&[audience]);
+            v.set_required_spec_claims(&["exp", "aud", "sub"]);
+            v.leeway = 30;
+            (DecodingKey::from_secret(secret), v)
+        });
+        Authenticator {
+            token_digest: digest(owner_token),
+            jwt,
+        }
+    }
+
+    /// The identity a credential proves, or `None` when it proves nothing.
+    pub fn check(&self, credential: &str) -> Option<Identity> {
+        // Digests have equal length, so the comparison leaks neither content nor length.
+        if bool::from(digest(credential).ct_eq(&self.token_digest)) {
+            return Some(Identity {
+                role: Role::Owner,
+                user: None,
+            });
+        }
+        let (key, validation) = self.jwt.as_ref()?;
+        if credential.matches('.').count() != 2 {
+            return None;
+        }
+        let data = jsonwebtoken::decode::<Claims>(credential, key, validation).ok()?;
+        let role = match data.claims.role.as_str() {
+            "owner" => Role::Owner,
+            "member" => Role::Member,
+            _ => return None,
+        };
+        Some(Identity {
+            role,
+            user: Some(data.claims.sub),
+        })
+    }
+
+    /// Whether `credential` is the daemon's own (so it is never passed on).
+    pub fn is_own(&self, credential: &str) -> bool {
+        self.check(credential).is_some()
+    }
+}
+
+/// Where a credential was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    Header,
+    Query,
+    Cookie,
+}
+
+/// A page load: a GET whose `Accept` includes `text/html`.
+pub fn is_page_load(method: &Method, headers: &HeaderMap) -> bool {
+    method == Method::GET
+        && headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.contains("text/html"))
+}
+
+pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+/// The value of a query parameter, percent-decoded.
+pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    query?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then(|| {
+            let v = v.replace('+', " ");
+            percent_encoding::percent_decode_str(&v)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+    })
+}
+
+/// The query string without the named parameters, byte for byte otherwise.
+pub fn strip_query_params(query: &str, names: &[&str]) -> String {
+    query
+        .split('&')
+        .filter(|pair| {
+            let k = pair.split_once('=').map_or(*pair, |(k, _)| k);
+            !names.contains(&k)
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| {
+            let (k, v) = c.trim().split_once('=')?;
+            (k == name).then(|| v.to_owned())
+        })
+}
+
+/// The first credential present, in the order of the contract.
+pub fn find_credential(parts: &Parts) -> Option<(String, Source)> {
+    if let Some(v) = parts.headers.get(header::AUTHORIZATION) {
+        let v = v.to_str().unwrap_or("");
+        let token = v
+            .strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+            .unwrap_or("");
+        return Some((token.trim().to_owned(), Source::Header));
+    }
+    if is_page_load(&parts.method, &parts.headers) || is_websocket_upgrade(&parts.headers) {
+        if let Some(t) = query_param(parts.uri.query(), QUERY_PARAM) {
+            return Some((t, Source::Query));
+        }
+    }
+    cookie(&parts.headers, COOKIE).map(|c| (c, Source::Cookie))
+}
+
+/// Whether the request came over TLS as far as the daemon can tell.
+pub fn is_secure(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("https"))
+}
+
+/// The `Set-Cookie` value that carries a credential as the session.
+pub fn session_cookie(credential: &str, secure: bool) -> String {
+    format!(
+        "{COOKIE}={credential}; HttpOnly; SameSite=Lax; Path=/{}",
+        if secure { "; Secure" } else { "" }
+    )
+}
+
+/// A fresh random token, 256 bits, URL-safe.
+pub fn generate_token() -> String {
+    use base64::Engine;
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the OS random source works");
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{encode, EncodingKey, Header};
+
+    fn jwt(secret: &[u8], aud: &str, role: &str, exp_offset: i64) -> String {
+        let exp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+            + exp_offset;
+        encode(
+            &Header::new(Algorithm::HS256),
+            &serde_json::json!({"sub": "alice", "role": role, "aud": aud, "exp": exp}),
+            &EncodingKey::from_secret(secret),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn token_and_jwts() {
+        let a = Authenticator::new("tok", Some(b"secret"), "ws");
+        assert_eq!(a.check("tok").unwrap().role, Role::Owner);
+        assert!(a.check("tok2").is_none());
+        assert!(a.check("").is_none());
+        let member = a.check(&jwt(b"secret", "ws", "member", 600)).unwrap();
+        assert_eq!(member.role, Role::Member);
+        assert_eq!(member.user.as_deref(), Some("alice"));
+        assert_eq!(
+            a.check(&jwt(b"secret", "ws", "owner", 600)).unwrap().role,
+            Role::Owner
+        );
+        assert!(a.check(&jwt(b"secret", "other", "owner", 600)).is_none());
+        assert!(a.check(&jwt(b"secret", "ws", "owner", -3600)).is_none());
+        assert!(a.check(&jwt(b"wrong", "ws", "owner", 600)).is_none());
+        assert!(a.check(&jwt(b"secret", "ws", "admin", 600)).is_none());
+    }
+
+    #[test]
+    fn query_helpers() {
+        assert_eq!(
+            query_param(Some("a=1&access_token=x%2By"), "access_token").as_deref(),
+            Some("x+y")
+        );
+        assert_eq!(
+            strip_query_params("a=1&access_token=x&b=%20", &["access_token"]),
+            "a=1&b=%20"
+        );
+        assert_eq!(strip_query_params("access_token=x", &["access_token"]), "");
+    }
+}

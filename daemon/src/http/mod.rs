@@ -1,0 +1,213 @@
+//! The HTTP surface: the router, its route list, and the middleware every
+//! request passes (drain, credentials, activity). Only `http/` knows JSON
+//! wire shapes of requests and errors.
+
+pub mod error;
+mod extract;
+mod pages;
+mod terminals;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, MethodRouter};
+use axum::{Json, Router};
+use serde_json::json;
+use tracing::Instrument;
+
+use crate::activity::{Activity, Source as ActivitySource};
+use crate::auth::{self, Authenticator, Role};
+use crate::config::Config;
+use crate::confine::Root;
+use crate::events::EventBus;
+use crate::terminal::Terminals;
+pub use error::ApiError;
+pub use extract::ApiJson;
+
+/// Everything the handlers share.
+pub struct App {
+    pub config: Config,
+    pub auth: Authenticator,
+    pub root: Root,
+    pub terminals: Arc<Terminals>,
+    pub events: EventBus,
+    pub activity: Activity,
+    pub draining: AtomicBool,
+    pub started_at: SystemTime,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App").finish_non_exhaustive()
+    }
+}
+
+pub type AppState = Arc<App>;
+
+/// One route of the owner's API: a method, a path template, a handler.
+type ApiRoute = (Method, &'static str, MethodRouter<AppState>);
+
+/// Every route under `/api/v1`, all of which need the `owner` role. The
+/// router is built from this list, so a route cannot miss the credential
+/// check, and tests walk the same list.
+fn api_routes() -> Vec<ApiRoute> {
+    use axum::routing::{delete, post};
+    vec![
+        (Method::GET, "/api/v1/terminals", get(terminals::list)),
+        (Method::POST, "/api/v1/terminals", post(terminals::create)),
+        (
+            Method::GET,
+            "/api/v1/terminals/{id}",
+            get(terminals::get_one),
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/terminals/{id}",
+            delete(terminals::remove),
+        ),
+        (
+            Method::GET,
+            "/api/v1/terminals/{id}/attach",
+            get(terminals::attach),
+        ),
+        (Method::GET, "/api/v1/events", get(terminals::events)),
+    ]
+}
+
+/// The owner-only API's routes as (method, path template), for tests.
+pub fn api_route_list() -> Vec<(Method, &'static str)> {
+    api_routes().into_iter().map(|(m, p, _)| (m, p)).collect()
+}
+
+/// Paths whose reads never count as activity.
+const PASSIVE_READS: &[&str] = &["/api/v1/status", "/api/v1/idle", "/api/v1/events"];
+
+pub fn router(app: AppState) -> Router {
+    let mut api = Router::new();
+    for (_, path, handler) in api_routes() {
+        api = api.route(path, handler);
+    }
+    let owner_only = api
+        .route("/", get(pages::console))
+        .route_layer(middleware::from_fn_with_state(app.clone(), require_owner));
+
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .merge(owner_only)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(app.config.max_body_bytes))
+        .layer(middleware::from_fn_with_state(app.clone(), drain_and_trace))
+        .with_state(app)
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn readyz(State(app): State<AppState>) -> Response {
+    if app.draining.load(Ordering::Relaxed) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "shutting_down"})),
+        )
+            .into_response();
+    }
+    Json(json!({"status": "ready"})).into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
+
+/// Refuses new work while draining, and traces each request by its route
+/// template (never the raw URI, which may carry a credential).
+async fn drain_and_trace(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if app.draining.load(Ordering::Relaxed) && path != "/healthz" && path != "/readyz" {
+        return ApiError::shutting_down().into_response();
+    }
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let client = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.to_string())
+        .unwrap_or_default();
+    let span = tracing::debug_span!("request", method = %req.method(), route = %route, client.addr = %client);
+    async move {
+        let resp = next.run(req).await;
+        tracing::debug!(status = resp.status().as_u16(), "answered");
+        resp
+    }
+    .instrument(span)
+    .await
+}
+
+/// Lets only the owner through. A page load that carried the credential in
+/// its query is redirected to the same URL without it, with a session cookie.
+async fn require_owner(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let page_load = auth::is_page_load(&parts.method, &parts.headers);
+    let found = auth::find_credential(&parts);
+    let identity = found.as_ref().and_then(|(c, _)| app.auth.check(c));
+    match identity {
+        None if page_load => return pages::login(StatusCode::UNAUTHORIZED).into_response(),
+        None => return ApiError::unauthorized().into_response(),
+        Some(id) if id.role != Role::Owner => {
+            if page_load {
+                return pages::login(StatusCode::FORBIDDEN).into_response();
+            }
+            return ApiError::forbidden().into_response();
+        }
+        Some(_) => {}
+    }
+    if let Some((credential, auth::Source::Query)) = &found {
+        if page_load && !auth::is_websocket_upgrade(&parts.headers) {
+            let query =
+                auth::strip_query_params(parts.uri.query().unwrap_or(""), &[auth::QUERY_PARAM]);
+            let location = if query.is_empty() {
+                parts.uri.path().to_owned()
+            } else {
+                format!("{}?{query}", parts.uri.path())
+            };
+            let cookie = auth::session_cookie(credential, auth::is_secure(&parts.headers));
+            let mut resp = StatusCode::SEE_OTHER.into_response();
+            let h = resp.headers_mut();
+            if let (Ok(l), Ok(c)) = (
+                HeaderValue::from_str(&location),
+                HeaderValue::from_str(&cookie),
+            ) {
+                h.insert(header::LOCATION, l);
+                h.insert(header::SET_COOKIE, c);
+            }
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            return resp;
+        }
+    }
+    let path = parts.uri.path();
+    if path.starts_with("/api/v1/")
+        && !(parts.method == Method::GET && PASSIVE_READS.contains(&path))
+    {
+        app.activity.touch(ActivitySource::Api);
+    }
+    next.run(Request::from_parts(parts, body)).await
+}
+
+/// An empty body with a status, for 204 answers.
+pub fn no_content() -> Response {
+    Response::builder()
+        .status(StatusCode::NO_CONTENT)
+        .body(Body::empty())
+        .expect("static response")
+}

@@ -1,0 +1,29 @@
+//! HTML answers for people: the token prompt and the console page.
+
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+
+const LOGIN: &str = r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>workspaced: sign in</title>
+<meta name="viewport" content="width=device-width,initial-scale=1">
+<style>body{font:16px system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem}
+input{width:100%;padding:.5rem;font:inherit}button{margin-top:.75rem;padding:.5rem 1rem;font:inherit}</style>
+</head><body><h1>This workspace needs a token</h1><p>{{REASON}}</p>
+<form method="get"><label for="t">Access token</label>
+<input id="t" name="access_token" type="password" autocomplete="off" autofocus>
+<button type="submit">Open</button></form></body></html>"#;
+
+/// The page that asks for the token (401) or says the role is not enough (403).
+pub fn login(status: StatusCode) -> Response {
+    let reason = if status == StatusCode::FORBIDDEN {
+        "Your credential is valid, but only the workspace owner may open this page."
+    } else {
+        "Paste the workspace token, or open the link that <code>workspaced serve</code> printed."
+    };
+    (status, Html(LOGIN.replace("{{REASON}}", reason))).into_response()
+}
+
+/// The console at `/`.
+pub async fn console() -> Response {
+    Html(include_str!("../../../editor-assets/console/index.html")).into_response()
+}

@@ -1,0 +1,189 @@
+//! Terminal routes and the event stream.
+
+use std::collections::BTreeMap;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+
+use super::{ApiError, ApiJson, AppState};
+use crate::terminal::{self, CreateError, Spec, TerminalInfo};
+
+#[derive(Debug, Deserialize)]
+pub struct CreateRequest {
+    command: Option<Vec<String>>,
+    cwd: Option<String>,
+    env: Option<BTreeMap<String, String>>,
+    cols: Option<u32>,
+    rows: Option<u32>,
+    title: Option<String>,
+    container: Option<String>,
+}
+
+fn size(n: Option<u32>, default: u16) -> Result<u16, ApiError> {
+    let n = n.unwrap_or(default as u32);
+    if (terminal::MIN_SIZE as u32..=terminal::MAX_SIZE as u32).contains(&n) {
+        Ok(n as u16)
+    } else {
+        Err(ApiError::bad_request(
+            "invalid_size",
+            format!("cols and rows must be from 1 to 1000, got {n}"),
+        ))
+    }
+}
+
+pub async fn create(
+    State(app): State<AppState>,
+    ApiJson(req): ApiJson<CreateRequest>,
+) -> Result<Response, ApiError> {
+    if let Some(name) = &req.container {
+        if !app.config.containers.contains_key(name) {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_container",
+                format!("no container named {name:?} is configured"),
+            ));
+        }
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "not_implemented",
+            "terminals in other containers are not supported by this daemon yet",
+        ));
+    }
+    if req
+        .command
+        .as_ref()
+        .is_some_and(|c| c.is_empty() || c[0].is_empty())
+    {
+        return Err(ApiError::bad_request(
+            "invalid_command",
+            "command must be a non-empty array whose first element names a program",
+        ));
+    }
+    let spec = Spec {
+        command: req.command,
+        cwd: req.cwd.unwrap_or_default(),
+        env: req.env.unwrap_or_default(),
+        cols: size(req.cols, 80)?,
+        rows: size(req.rows, 24)?,
+        title: req.title,
+    };
+    let t = app.terminals.create(&app.root, spec).map_err(|e| match e {
+        CreateError::TooMany(_) => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_terminals",
+            format!("{e}; close one first"),
+        ),
+        CreateError::Path(p) => p.into(),
+        CreateError::Spawn { .. } => ApiError::bad_request("spawn_failed", format!("{e}")),
+    })?;
+    Ok((StatusCode::CREATED, Json(t.info())).into_response())
+}
+
+pub async fn list(State(app): State<AppState>) -> Json<Vec<TerminalInfo>> {
+    Json(app.terminals.list().iter().map(|t| t.info()).collect())
+}
+
+fn unknown(id: &str) -> ApiError {
+    ApiError::not_found(format!("terminal {id:?}"))
+}
+
+pub async fn get_one(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<TerminalInfo>, ApiError> {
+    let t = app.terminals.get(&id).ok_or_else(|| unknown(&id))?;
+    Ok(Json(t.info()))
+}
+
+pub async fn remove(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    if app.terminals.delete(&id) {
+        Ok(super::no_content())
+    } else {
+        Err(unknown(&id))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AttachQuery {
+    offset: Option<String>,
+}
+
+pub async fn attach(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<AttachQuery>,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let t = app.terminals.get(&id).ok_or_else(|| unknown(&id))?;
+    let offset = match q.offset.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(s.parse::<u64>().map_err(|_| {
+            ApiError::bad_request("invalid_offset", "offset must be a non-negative integer")
+        })?),
+    };
+    let total = t.output.lock().unwrap().ring.end();
+    if offset.is_some_and(|n| n > total) {
+        return Err(ApiError::bad_request(
+            "invalid_offset",
+            format!("offset is beyond the output so far ({total} bytes)"),
+        ));
+    }
+    let ws = ws.map_err(|_| {
+        ApiError::bad_request("websocket_required", "this route takes a WebSocket upgrade")
+    })?;
+    let limit = app.terminals.settings.client_queue_bytes;
+    let activity = app.activity.clone();
+    Ok(ws
+        .max_message_size(app.config.max_ws_message_bytes)
+        .max_frame_size(app.config.max_ws_message_bytes)
+        .on_upgrade(move |socket| terminal::attach::run(socket, t, offset, limit, activity)))
+}
+
+pub async fn events(
+    State(app): State<AppState>,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let ws = ws.map_err(|_| {
+        ApiError::bad_request("websocket_required", "this route takes a WebSocket upgrade")
+    })?;
+    let rx = app.events.subscribe();
+    Ok(ws
+        .max_message_size(app.config.max_ws_message_bytes)
+        .on_upgrade(move |socket| stream_events(socket, rx)))
+}
+
+async fn stream_events(
+    socket: WebSocket,
+    mut rx: tokio::sync::broadcast::Receiver<crate::events::Event>,
+) {
+    let (mut sink, mut stream) = socket.split();
+    loop {
+        tokio::select! {
+            ev = rx.recv() => match ev {
+                Ok(ev) => {
+                    let shutdown = matches!(ev, crate::events::Event::Shutdown);
+                    let text = serde_json::to_string(&ev).expect("events serialize");
+                    if sink.send(Message::Text(text.into())).await.is_err() || shutdown {
+                        return;
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::debug!(skipped = n, "event client lagged");
+                }
+                Err(_) => return,
+            },
+            msg = stream.next() => match msg {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                _ => {}
+            },
+        }
+    }
+}

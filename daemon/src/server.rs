@@ -1,0 +1,161 @@
+//! Start-up and shutdown: credentials, state, the listener's serve loop and
+//! the bounded drain on SIGTERM/SIGINT.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::activity::Activity;
+use crate::auth::{self, Authenticator};
+use crate::config::Config;
+use crate::confine::Root;
+use crate::events::{Event, EventBus};
+use crate::http::{self, App};
+use crate::terminal::{self, Terminals};
+
+/// How long processes get after SIGHUP/SIGTERM before SIGKILL at shutdown.
+pub const KILL_AFTER: Duration = Duration::from_secs(10);
+
+/// Reads a secret file, ignoring one trailing newline.
+fn read_secret(path: &std::path::Path, what: &str) -> anyhow::Result<String> {
+    let s = std::fs::read_to_string(path)
+        .with_context(|| format!("read {what} from {}", path.display()))?;
+    let s = s.strip_suffix('\n').unwrap_or(&s);
+    let s = s.strip_suffix('\r').unwrap_or(s);
+    anyhow::ensure!(!s.is_empty(), "{what} file {} is empty", path.display());
+    Ok(s.to_owned())
+}
+
+/// The owner token, and whether the daemon generated it (then it is printed).
+fn owner_token(config: &Config) -> anyhow::Result<(String, bool)> {
+    if let Some(t) = &config.token {
+        return Ok((t.clone(), false));
+    }
+    if let Some(f) = &config.token_file {
+        return Ok((read_secret(f, "the token")?, false));
+    }
+    let path = config.state_dir.join("token");
+    if let Ok(t) = read_secret(&path, "the token") {
+        return Ok((t, true));
+    }
+    std::fs::create_dir_all(&config.state_dir)
+        .with_context(|| format!("create state dir {}", config.state_dir.display()))?;
+    let token = auth::generate_token();
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("write the token to {}", path.display()))?;
+    f.write_all(token.as_bytes())?;
+    Ok((token, true))
+}
+
+/// The address people use to reach a listener (loopback for a wildcard bind).
+fn reachable(addr: SocketAddr) -> String {
+    match addr {
+        SocketAddr::V4(a) if a.ip().is_unspecified() => format!("127.0.0.1:{}", a.port()),
+        SocketAddr::V6(a) if a.ip().is_unspecified() => format!("[::1]:{}", a.port()),
+        a => a.to_string(),
+    }
+}
+
+/// Serves on `listener` until `shutdown` resolves, then drains: clients are
+/// told, terminals hung up (SIGKILL after 10 s), and the call returns.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (token, generated) = owner_token(&config)?;
+    let jwt_secret = match &config.jwt_secret_file {
+        Some(f) => Some(read_secret(f, "the JWT secret")?),
+        None => None,
+    };
+    let root = Root::open(&config.workspace)
+        .with_context(|| format!("open workspace {}", config.workspace.display()))?;
+    let local = listener.local_addr()?;
+    if generated {
+        // Printed once, on stderr and outside the log format, as the contract says.
+        eprintln!(
+            "workspaced: console at http://{}/?access_token={token}",
+            reachable(local)
+        );
+    }
+    let tracker = TaskTracker::new();
+    let cancel = CancellationToken::new();
+    let events = EventBus::default();
+    let terminals = Arc::new(Terminals::new(
+        terminal::Settings {
+            scrollback_bytes: config.scrollback_bytes,
+            client_queue_bytes: config.client_queue_bytes,
+            linger: config.terminal_linger,
+            max_terminals: config.max_terminals,
+        },
+        tracker.clone(),
+        cancel.clone(),
+        events.clone(),
+    ));
+    let app = Arc::new(App {
+        auth: Authenticator::new(
+            &token,
+            jwt_secret.as_deref().map(str::as_bytes),
+            &config.name,
+        ),
+        config,
+        root,
+        terminals: terminals.clone(),
+        events: events.clone(),
+        activity: Activity::default(),
+        draining: AtomicBool::new(false),
+        started_at: SystemTime::now(),
+    });
+    tracing::info!(listen = %local, workspace = %app.config.workspace.display(), name = %app.config.name, "serving");
+
+    let stop_serving = CancellationToken::new();
+    let server = {
+        let stop = stop_serving.clone();
+        let service = http::router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        tokio::spawn(async move {
+            axum::serve(listener, service)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await
+        })
+    };
+
+    shutdown.await;
+    tracing::info!("shutting down");
+    app.draining.store(true, Ordering::SeqCst);
+    events.send(Event::Shutdown);
+    cancel.cancel();
+    terminals.shutdown_all(KILL_AFTER).await;
+    tracker.close();
+    let _ = tokio::time::timeout(Duration::from_secs(2), tracker.wait()).await;
+    stop_serving.cancel();
+    match tokio::time::timeout(Duration::from_secs(3), server).await {
+        Ok(joined) => joined.context("serve task")?.context("serve")?,
+        Err(_) => tracing::warn!("connections still open after the drain; closing them"),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,257 @@
+//! OS glue for terminals: the PTY, the child's session, and the threads that
+//! move bytes between the PTY and the async world.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::Pid;
+use portable_pty::{native_pty_system, CommandBuilder, MasterPty, PtySize};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Control, ExitStatus, Terminal};
+
+/// The master side of a terminal's PTY, kept until the child is reaped.
+pub struct Pty {
+    master: std::sync::Mutex<Box<dyn MasterPty + Send>>,
+    fd: Option<i32>,
+}
+
+impl Pty {
+    pub fn resize(&self, cols: u16, rows: u16) -> std::io::Result<()> {
+        self.master
+            .lock()
+            .unwrap()
+            .resize(size(cols, rows))
+            .map_err(std::io::Error::other)
+    }
+}
+
+pub struct Spawned {
+    pub pid: u32,
+    pub pty: Pty,
+    pub reader: Box<dyn Read + Send>,
+    pub writer: Box<dyn Write + Send>,
+}
+
+fn size(cols: u16, rows: u16) -> PtySize {
+    PtySize {
+        rows,
+        cols,
+        pixel_width: 0,
+        pixel_height: 0,
+    }
+}
+
+/// Names that never reach a terminal's environment: the daemon's secrets.
+const HIDDEN_ENV: &[&str] = &["WORKSPACED_TOKEN"];
+
+/// Starts `command` on a new PTY of the given size, in its own session.
+pub fn spawn(
+    command: &[String],
+    cwd: &Path,
+    env: &BTreeMap<String, String>,
+    cols: u16,
+    rows: u16,
+) -> anyhow::Result<Spawned> {
+    let pair = native_pty_system()
+        .openpty(size(cols, rows))
+        .context("open a pty")?;
+    let mut cmd = CommandBuilder::new(&command[0]);
+    cmd.args(&command[1..]);
+    cmd.cwd(cwd);
+    for name in HIDDEN_ENV {
+        cmd.env_remove(name);
+    }
+    cmd.env("TERM", "xterm-256color");
+    cmd.env("PWD", cwd);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = pair.slave.spawn_command(cmd).context("spawn")?;
+    // The slave stays open only in the child, so EOF follows its exit.
+    drop(pair.slave);
+    let pid = child.process_id().context("the child has a pid")?;
+    // The child is reaped by pid (waitpid) so that its signal can be named.
+    drop(child);
+    let reader = pair.master.try_clone_reader().context("pty reader")?;
+    let writer = pair.master.take_writer().context("pty writer")?;
+    let fd = pair.master.as_raw_fd();
+    Ok(Spawned {
+        pid,
+        pty: Pty {
+            master: std::sync::Mutex::new(pair.master),
+            fd,
+        },
+        reader,
+        writer,
+    })
+}
+
+fn exit_status(ws: WaitStatus) -> Option<ExitStatus> {
+    match ws {
+        WaitStatus::Exited(_, code) => Some(ExitStatus {
+            code: Some(code),
+            signal: None,
+        }),
+        WaitStatus::Signaled(_, sig, _) => Some(ExitStatus {
+            code: None,
+            signal: Some(sig.as_str()),
+        }),
+        _ => None,
+    }
+}
+
+/// Starts the reader, writer and waiter threads of a terminal. The returned
+/// channel yields the exit status once the child is reaped and its output
+/// has been read to the end.
+pub fn start_io(
+    t: &Arc<Terminal>,
+    mut reader: Box<dyn Read + Send>,
+    mut writer: Box<dyn Write + Send>,
+    mut input: mpsc::Receiver<Vec<u8>>,
+) -> oneshot::Receiver<ExitStatus> {
+    let (eof_tx, eof_rx) = std::sync::mpsc::channel::<()>();
+    let term = Arc::clone(t);
+    let fd = t.pty.fd;
+    std::thread::Builder::new()
+        .name(format!("pty-read-{}", t.id))
+        .spawn(move || {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = match reader.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                let mode_change = {
+                    let mut out = term.output.lock().unwrap();
+                    out.push(&buf[..n]);
+                    let echo = !fd.and_then(crate::sys::password_mode).unwrap_or(false);
+                    (echo != out.echo).then(|| {
+                        out.echo = echo;
+                        echo
+                    })
+                };
+                term.changed.send_modify(|v| *v += 1);
+                if let Some(echo) = mode_change {
+                    let _ = term.control.send(Control::Mode { echo });
+                }
+            }
+            let _ = eof_tx.send(());
+        })
+        .expect("spawn pty reader thread");
+
+    std::thread::Builder::new()
+        .name(format!("pty-write-{}", t.id))
+        .spawn(move || {
+            while let Some(bytes) = input.blocking_recv() {
+                if writer
+                    .write_all(&bytes)
+                    .and_then(|_| writer.flush())
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        })
+        .expect("spawn pty writer thread");
+
+    let (exit_tx, exit_rx) = oneshot::channel();
+    let pid = Pid::from_raw(t.pid as i32);
+    std::thread::Builder::new()
+        .name(format!("pty-wait-{}", t.id))
+        .spawn(move || {
+            let status = loop {
+                match waitpid(pid, None) {
+                    Ok(ws) => {
+                        if let Some(s) = exit_status(ws) {
+                            break s;
+                        }
+                    }
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(_) => {
+                        break ExitStatus {
+                            code: None,
+                            signal: None,
+                        }
+                    }
+                }
+            };
+            // Output written just before the exit is still in the PTY: wait
+            // for the reader to drain it (a background job holding the PTY
+            // open must not delay the exit for long).
+            let _ = eof_rx.recv_timeout(Duration::from_millis(500));
+            let _ = exit_tx.send(status);
+        })
+        .expect("spawn pty waiter thread");
+    exit_rx
+}
+
+/// The processes of the session led by `sid` (a terminal's shell and
+/// everything it started that stayed in its session).
+pub fn session_members(sid: u32) -> Vec<Pid> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    // Fields after the parenthesised command: state ppid pgrp session.
+                    let rest = &stat[stat.rfind(')')? + 2..];
+                    let mut f = rest.split(' ');
+                    let state = f.next()?;
+                    let session = f.nth(2)?.parse::<u32>().ok()?;
+                    Some(session == sid && state != "Z")
+                })
+                .unwrap_or(false)
+        })
+        .map(Pid::from_raw)
+        .collect()
+}
+
+/// Hangs up a terminal's session: SIGHUP to every process group in it, then
+/// SIGKILL to what is left after `grace`. Returns when none is left.
+pub async fn end_session(sid: u32, grace: Duration) {
+    let members = session_members(sid);
+    let mut groups: Vec<Pid> = members
+        .iter()
+        .filter_map(|p| nix::unistd::getpgid(Some(*p)).ok())
+        .collect();
+    groups.sort();
+    groups.dedup();
+    for g in &groups {
+        let _ = nix::sys::signal::killpg(*g, Signal::SIGHUP);
+        let _ = nix::sys::signal::killpg(*g, Signal::SIGCONT);
+    }
+    let deadline = tokio::time::Instant::now() + grace;
+    let give_up = deadline + Duration::from_secs(2);
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    loop {
+        tick.tick().await;
+        let left = session_members(sid);
+        if left.is_empty() {
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        if now >= give_up {
+            tracing::warn!(
+                session = sid,
+                left = left.len(),
+                "processes survived SIGKILL"
+            );
+            return;
+        }
+        if now >= deadline {
+            for p in left {
+                let _ = kill(p, Signal::SIGKILL);
+            }
+        }
+    }
+}

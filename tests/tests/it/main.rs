@@ -1,0 +1,6 @@
+//! The one integration test binary: the real `workspaced` on real sockets,
+//! real PTYs and real files.
+
+mod auth;
+mod process;
+mod terminals;
