@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -165,4 +167,88 @@ fn config_has_the_editor_first_and_no_editor_auth() {
     );
     let o = w.init_tools(&["--bogus"], &[]);
     assert_eq!(o.status.code(), Some(64));
+}
+
+/// Builds the daemon (`cargo build -p workspaced`) into the target dir this
+/// test binary was built in, and returns its path.
+fn build_workspaced() -> PathBuf {
+    let injector = PathBuf::from(env!("CARGO_BIN_EXE_workspace-injector"));
+    let profile_dir = injector.parent().unwrap().to_path_buf();
+    let target_dir = profile_dir.parent().unwrap();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let o = Command::new(cargo)
+        .args(["build", "-p", "workspaced"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("CARGO_TARGET_DIR", target_dir)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "cargo build -p workspaced: {}",
+        stderr(&o)
+    );
+    profile_dir.join("workspaced")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn get(port: u16, path: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// Stops the daemon started in the background when the test ends.
+struct KillOnDrop(PathBuf);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(&self.0) {
+            let _ = Command::new("kill").arg(pid.trim()).status();
+        }
+    }
+}
+
+#[test]
+fn background_start_returns_once_healthz_answers() {
+    let daemon = build_workspaced();
+    let w = workspace(&daemon);
+    std::fs::write(w.vars.join("workspaced_token"), "t0k3n-for-the-daemon\n").unwrap();
+    let port = free_port();
+    let (port_s, editor_port) = (port.to_string(), free_port().to_string());
+    let env = [
+        ("WORKSPACED_PORT", port_s.as_str()),
+        ("GL_VSCODE_PORT", editor_port.as_str()),
+    ];
+    let _guard = KillOnDrop(w.projects.join("workspace-logs/workspaced.pid"));
+    let o = w.init_tools(&["--background"], &env);
+    let log = std::fs::read_to_string(w.projects.join("workspace-logs/workspaced.log"))
+        .unwrap_or_default();
+    assert!(o.status.success(), "{}\n{log}", stderr(&o));
+    let resp = get(port, "/healthz");
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(resp.contains(r#""status":"ok""#), "{resp}");
+    assert!(w.tools.join("workspaced.toml").is_file());
+    assert!(w.projects.join("workspace-logs/start-up.log").is_file());
+    // A second postStart run finds it up and leaves it alone.
+    let o = w.init_tools(&["--background"], &env);
+    assert!(o.status.success());
+    assert!(stderr(&o).contains("already answers"), "{}", stderr(&o));
+    // The token never reaches a log.
+    for f in std::fs::read_dir(w.projects.join("workspace-logs")).unwrap() {
+        let text = std::fs::read_to_string(f.unwrap().path()).unwrap_or_default();
+        assert!(!text.contains("t0k3n-for-the-daemon"));
+    }
 }
