@@ -35,9 +35,10 @@ pub enum Command {
         /// The tools dir (a symlink to a verified, versioned sibling).
         #[arg(long)]
         to: PathBuf,
-        /// Where the image keeps the tools (`workspaced`, `editor/`).
-        #[arg(long, default_value = install::DEFAULT_FROM)]
-        from: PathBuf,
+        /// Where the image keeps the tools (`workspaced`, `editor/`); default
+        /// /opt/gl-tools under the root this binary is in (/usr/local/bin).
+        #[arg(long)]
+        from: Option<PathBuf>,
         /// Re-hash the installed files even when the manifest matches, and
         /// reinstall when one was changed.
         #[arg(long)]
@@ -216,6 +217,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         },
         Command::Install { to, from, verify } => {
+            let from = from.unwrap_or_else(install::default_from);
             match install::install(&from, &to, verify).with_context(|| {
                 format!(
                     "install the tools from {} into {}",

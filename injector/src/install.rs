@@ -22,6 +22,23 @@ use crate::assets::Assets;
 
 /// Where the init container image keeps the tools to install.
 pub const DEFAULT_FROM: &str = "/opt/gl-tools";
+
+/// `/opt/gl-tools` under the image root the running binary sits in: the
+/// binary is `<root>/usr/local/bin/workspace-injector`, `<root>` being `/`
+/// in the image and a directory laid out by `init-container/assemble.sh`
+/// elsewhere. Anywhere else, [`DEFAULT_FROM`].
+pub fn default_from() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| {
+            let bin = exe.parent()?;
+            if !bin.ends_with("usr/local/bin") {
+                return None;
+            }
+            Some(bin.parent()?.parent()?.parent()?.join("opt/gl-tools"))
+        })
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_FROM))
+}
 pub const MANIFEST: &str = "manifest.json";
 const MANIFEST_FORMAT: u32 = 1;
 

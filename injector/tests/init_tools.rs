@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{run, stderr};
+use common::{build_workspaced, run, stderr};
 
 struct Workspace {
     _tmp: tempfile::TempDir,
@@ -167,27 +167,6 @@ fn config_has_the_editor_first_and_no_editor_auth() {
     );
     let o = w.init_tools(&["--bogus"], &[]);
     assert_eq!(o.status.code(), Some(64));
-}
-
-/// Builds the daemon (`cargo build -p workspaced`) into the target dir this
-/// test binary was built in, and returns its path.
-fn build_workspaced() -> PathBuf {
-    let injector = PathBuf::from(env!("CARGO_BIN_EXE_workspace-injector"));
-    let profile_dir = injector.parent().unwrap().to_path_buf();
-    let target_dir = profile_dir.parent().unwrap();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let o = Command::new(cargo)
-        .args(["build", "-p", "workspaced"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("CARGO_TARGET_DIR", target_dir)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "cargo build -p workspaced: {}",
-        stderr(&o)
-    );
-    profile_dir.join("workspaced")
 }
 
 fn free_port() -> u16 {

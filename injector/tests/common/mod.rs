@@ -43,3 +43,24 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     std::fs::write(&p, text).unwrap();
     p
 }
+
+/// Builds the daemon (`cargo build -p workspaced`) into the target dir this
+/// test binary was built in, and returns its path.
+pub fn build_workspaced() -> PathBuf {
+    let injector = PathBuf::from(env!("CARGO_BIN_EXE_workspace-injector"));
+    let profile_dir = injector.parent().unwrap().to_path_buf();
+    let target_dir = profile_dir.parent().unwrap();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let o = Command::new(cargo)
+        .args(["build", "-p", "workspaced"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("CARGO_TARGET_DIR", target_dir)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "cargo build -p workspaced: {}",
+        stderr(&o)
+    );
+    profile_dir.join("workspaced")
+}
