@@ -335,3 +335,18 @@ fn a_missing_file_is_an_error() {
         stderr(&o)
     );
 }
+
+#[test]
+fn every_sample_devfile_passes_the_check() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../devfile-samples");
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "yaml") {
+            let o = run(&["devfile", "check", p.to_str().unwrap()]);
+            assert!(o.status.success(), "{}: {}", p.display(), stderr(&o));
+            n += 1;
+        }
+    }
+    assert!(n >= 5, "only {n} samples");
+}

@@ -26,7 +26,10 @@ fn accepted_devfiles() -> Vec<PathBuf> {
     ];
     let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../devfile-samples");
     if let Ok(rd) = std::fs::read_dir(samples) {
-        v.extend(rd.map(|e| e.unwrap().path()));
+        v.extend(
+            rd.map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|x| x == "yaml")),
+        );
     }
     v
 }
@@ -287,6 +290,36 @@ fn devworkspace_validates_against_its_schema() {
     bad["spec"]["started"] = Value::String("yes".into());
     assert!(!validator.is_valid(&bad));
     snapshot("devworkspace.yaml", &text);
+
+    // Every accepted devfile (the samples included) renders a valid one.
+    for f in accepted_devfiles() {
+        let o = run(&[
+            "render",
+            f.to_str().unwrap(),
+            "--name",
+            "w",
+            "--namespace",
+            "n",
+            "--format",
+            "devworkspace",
+        ]);
+        assert!(o.status.success(), "{}: {}", f.display(), stderr(&o));
+        let dw = yaml::load(&stdout(&o)).unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(&dw)
+            .map(|e| format!("{}: {e}", e.instance_path()))
+            .collect();
+        assert!(errors.is_empty(), "{}: {errors:#?}", f.display());
+        let o = run(&[
+            "render",
+            f.to_str().unwrap(),
+            "--name",
+            "w",
+            "--namespace",
+            "n",
+        ]);
+        assert!(o.status.success(), "{}: {}", f.display(), stderr(&o));
+    }
 }
 
 #[test]
