@@ -1,5 +1,7 @@
 //! `workspace-injector`: the init container's program (see INJECTION.md).
 
-fn main() -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    workspace_injector::cli::main()
 }
