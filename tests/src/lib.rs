@@ -397,7 +397,7 @@ impl Ws {
         mut pred: impl FnMut(&[u8]) -> bool,
     ) -> Vec<u8> {
         let mut out = Vec::new();
-        let deadline = tokio::time::Instant::now() + WAIT;
+        let deadline = tokio::time::Instant::now() + 4 * WAIT;
         while !pred(&out) {
             assert!(
                 tokio::time::Instant::now() < deadline,
