@@ -105,19 +105,59 @@ pub async fn heartbeat(State(app): State<AppState>) -> Response {
 /// `POST /activity/tick` (Che's activity tracker): anyone from a loopback
 /// address, whatever credential they carry; from elsewhere the owner.
 pub async fn tick(State(app): State<AppState>, req: Request) -> Response {
-    let loopback = req
+    let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .is_some_and(|c| c.0.ip().is_loopback());
-    if !loopback {
-        let (parts, _) = req.into_parts();
-        let identity = auth::find_credential(&parts).and_then(|(c, _)| app.auth.check(&c));
-        match identity {
-            None => return ApiError::unauthorized().into_response(),
-            Some(id) if id.role != Role::Owner => return ApiError::forbidden().into_response(),
-            Some(_) => {}
-        }
+        .map(|c| c.0);
+    let (parts, _) = req.into_parts();
+    // The credential is only looked at when the peer is not on loopback.
+    let role = || {
+        auth::find_credential(&parts)
+            .and_then(|(c, _)| app.auth.check(&c))
+            .map(|id| id.role)
+    };
+    if let Err(e) = tick_allowed(peer, role) {
+        return e.into_response();
     }
     app.activity.touch(Source::Heartbeat);
     super::no_content()
+}
+
+/// The rule of `/activity/tick`: loopback peers whatever they carry, else the owner.
+fn tick_allowed(
+    peer: Option<SocketAddr>,
+    role: impl FnOnce() -> Option<Role>,
+) -> Result<(), ApiError> {
+    if peer.is_some_and(|p| p.ip().is_loopback()) {
+        return Ok(());
+    }
+    match role() {
+        None => Err(ApiError::unauthorized()),
+        Some(Role::Owner) => Ok(()),
+        Some(_) => Err(ApiError::forbidden()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tick_lets_loopback_through_and_asks_others_for_the_owner() {
+        let local: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let local6: SocketAddr = "[::1]:5000".parse().unwrap();
+        let remote: SocketAddr = "10.0.0.7:5000".parse().unwrap();
+        let never = || -> Option<Role> { panic!("a loopback peer's credential is ignored") };
+        assert!(tick_allowed(Some(local), never).is_ok());
+        assert!(tick_allowed(Some(local6), never).is_ok());
+        assert!(tick_allowed(Some(remote), || Some(Role::Owner)).is_ok());
+        let e = tick_allowed(Some(remote), || None).unwrap_err();
+        assert_eq!(e.status, StatusCode::UNAUTHORIZED);
+        let e = tick_allowed(Some(remote), || Some(Role::Member)).unwrap_err();
+        assert_eq!(e.status, StatusCode::FORBIDDEN);
+        assert!(
+            tick_allowed(None, || None).is_err(),
+            "unknown peer: not loopback"
+        );
+    }
 }

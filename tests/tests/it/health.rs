@@ -56,6 +56,21 @@ command = ["sh", "-c", "echo editor says hello; echo to stderr >&2; exit 3"]
         )
         .start();
     let started = Instant::now();
+    // Component states go out on the event stream.
+    let mut events = d.ws("/api/v1/events").await;
+    let crashed = loop {
+        match events.next().await {
+            integration_tests::Frame::Text(v)
+                if v["type"] == "component_state" && v["component"]["state"] == "crashed" =>
+            {
+                break v
+            }
+            integration_tests::Frame::Text(_) => {}
+            other => panic!("event stream ended: {other:?}"),
+        }
+    };
+    assert_eq!(crashed["component"]["name"], "editor");
+    assert_eq!(crashed["component"]["pid"], Value::Null);
     let c = until(WAIT, "two restarts", async || {
         let c = component(&d, "editor").await;
         (c["restarts"].as_u64().unwrap() >= 2).then_some(c)
@@ -143,7 +158,6 @@ command = ["sleep", "600"]
 "#
         ))
         .start();
-    let mut events = d.ws("/api/v1/events").await;
     until(WAIT, "ready", async || {
         let (code, body) = readyz(&d).await;
         (code == 200 && body["status"] == "ready").then_some(())
@@ -152,27 +166,12 @@ command = ["sleep", "600"]
     let helper = component(&d, "helper").await;
     assert_eq!(helper["state"], "ready", "no port: ready once running");
     let pid = helper["pid"].as_u64().unwrap() as i32;
-    // Component states went out on the event stream (they may have changed
-    // before the subscription; the stop below is certainly seen).
     d.signal(nix::sys::signal::Signal::SIGTERM);
-    let mut stopped = Vec::new();
-    loop {
-        match events.next().await {
-            integration_tests::Frame::Text(v) if v["type"] == "component_state" => {
-                if v["component"]["state"] == "stopped" {
-                    stopped.push(v["component"]["name"].as_str().unwrap().to_owned());
-                }
-            }
-            integration_tests::Frame::Text(_) => {}
-            _ => break,
-        }
-    }
     assert!(d.wait(WAIT).success());
     assert!(
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err(),
         "the component's process ended"
     );
-    let _ = stopped; // the stream may close before the stop events go out
 }
 
 #[tokio::test]
