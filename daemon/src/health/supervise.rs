@@ -22,7 +22,7 @@ use crate::config::ComponentConfig;
 
 /// Probe pace before a component is ready, and once it is.
 const PROBE_STARTING: Duration = Duration::from_millis(500);
-const PROBE_READY: Duration = Duration::from_secs(10);
+const PROBE_READY: Duration = Duration::from_secs(5);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How one run ended.

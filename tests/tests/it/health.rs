@@ -324,3 +324,30 @@ async fn each_activity_source_moves_with_a_real_action_and_probes_do_not() {
     assert!(idle["last_activity"].as_str().unwrap() >= s3["heartbeat"].as_str().unwrap());
     drop(events.inner.close(None).await);
 }
+
+#[tokio::test]
+async fn a_ready_component_whose_port_closes_is_degraded() {
+    let port = free_port();
+    let script = format!(
+        "import socket, time\ns = socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('127.0.0.1', {port}))\ns.listen()\nopen('listening', 'w').close()\nwhile not __import__('os').path.exists('close-now'): time.sleep(0.05)\ns.close()\ntime.sleep(600)\n"
+    );
+    let d = TestDaemon::builder()
+        .config(&format!(
+            "[[components]]\nname = \"app\"\ncommand = [\"python3\", \"-c\", {script:?}]\nport = {port}\n"
+        ))
+        .start();
+    until(WAIT, "ready", async || {
+        (component(&d, "app").await["state"] == "ready").then_some(())
+    })
+    .await;
+    std::fs::write(d.root().join("close-now"), "").unwrap();
+    let c = until(WAIT, "degraded", async || {
+        let c = component(&d, "app").await;
+        (c["state"] == "degraded").then_some(c)
+    })
+    .await;
+    assert_eq!(c["restarts"], 0, "still running: {c}");
+    let (code, body) = readyz(&d).await;
+    assert_eq!(code, 503, "{body}");
+    assert_eq!(body["components"][0]["state"], "degraded");
+}
