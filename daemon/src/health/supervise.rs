@@ -138,6 +138,8 @@ impl Run {
             crate::time::now_rfc3339()
         )?;
         let mut cmd = tokio::process::Command::new(&self.cfg.command[0]);
+        // The owner token is the daemon's, never a component's.
+        cmd.env_remove("WORKSPACED_TOKEN");
         cmd.args(&self.cfg.command[1..])
             .envs(&self.cfg.env)
             .current_dir(&self.cwd)

@@ -158,11 +158,12 @@ pub async fn drive(idle: Arc<Idle>, actions: Actions, cancel: CancellationToken)
         };
         match step {
             Step::Warn(stop) => {
-                let at = SystemTime::now() + stop.saturating_duration_since(now);
-                tracing::info!(stop_at = %crate::time::rfc3339(at), "idle warning");
-                actions.events.send(Event::IdleWarning {
-                    stop_at: crate::time::rfc3339(at),
+                // The same wall-clock stop_at that `GET /api/v1/idle` shows.
+                let stop_at = idle.info().stop_at.unwrap_or_else(|| {
+                    crate::time::rfc3339(SystemTime::now() + stop.saturating_duration_since(now))
                 });
+                tracing::info!(stop_at = %stop_at, "idle warning");
+                actions.events.send(Event::IdleWarning { stop_at });
             }
             Step::Idle => {
                 let info = idle.info();
@@ -219,6 +220,7 @@ async fn on_idle(actions: &Actions, info: &IdleInfo) {
 
 async fn run_command(what: &str, cmd: &[String], cwd: &std::path::Path) {
     let status = tokio::process::Command::new(&cmd[0])
+        .env_remove("WORKSPACED_TOKEN")
         .args(&cmd[1..])
         .current_dir(cwd)
         .stdin(std::process::Stdio::null())

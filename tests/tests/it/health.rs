@@ -51,7 +51,8 @@ async fn a_crashing_component_is_restarted_with_backoff_and_logs_to_its_file() {
             r#"
 [[components]]
 name = "editor"
-command = ["sh", "-c", "echo editor says hello; echo to stderr >&2; exit 3"]
+command = ["sh", "-c", "echo editor says hello; echo token=${WORKSPACED_TOKEN:-none} $GREETING; echo to stderr >&2; exit 3"]
+env = { GREETING = "from-env" }
 "#,
         )
         .start();
@@ -83,6 +84,10 @@ command = ["sh", "-c", "echo editor says hello; echo to stderr >&2; exit 3"]
     let log = std::fs::read_to_string(logs.path().join("editor.log")).unwrap();
     assert!(log.matches("editor says hello").count() >= 3, "{log}");
     assert!(log.contains("to stderr"), "{log}");
+    assert!(
+        log.contains("token=none from-env"),
+        "env given, the owner token withheld: {log}"
+    );
     // A crashed required component keeps the daemon not ready.
     let (code, body) = readyz(&d).await;
     assert_eq!(code, 503, "{body}");
