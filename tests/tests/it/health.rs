@@ -356,3 +356,25 @@ async fn a_ready_component_whose_port_closes_is_degraded() {
     assert_eq!(code, 503, "{body}");
     assert_eq!(body["components"][0]["state"], "degraded");
 }
+
+#[tokio::test]
+async fn terminal_output_counts_only_when_configured() {
+    let d = TestDaemon::start();
+    let (code, t) = d
+        .post_json(
+            "/api/v1/terminals",
+            json!({"command": ["bash", "--norc", "--noprofile"]}),
+        )
+        .await;
+    assert_eq!(code, 201, "{t}");
+    let id = t["id"].as_str().unwrap();
+    let mut ws = d.ws(&format!("/api/v1/terminals/{id}/attach")).await;
+    // The same program whose output counts in the test above when configured.
+    ws.send_bytes(b"sh -c 'for i in 1 2 3 4 5; do echo tick; sleep 0.2; done; echo DO\"\"NE'\r")
+        .await;
+    ws.read_until(&mut vec![], |o| integration_tests::contains(o, b"DONE"))
+        .await;
+    let s = sources(&d).await;
+    assert!(s["terminal_input"].is_string(), "{s}");
+    assert!(s.get("terminal_output").is_none(), "not configured: {s}");
+}
