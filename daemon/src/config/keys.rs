@@ -134,7 +134,7 @@ impl Key {
             Kind::PortList => "a list of ports from 1 to 65535 (comma-separated as a flag)".into(),
             Kind::StrList => "a list of strings (comma-separated as a flag)".into(),
             Kind::OnIdle => {
-                "\"report\", \"exit\", { exec = [\"cmd\", \"arg\"] } or { webhook = \"URL\" }"
+                "\"report\", \"exit\", { exec = [\"cmd\", \"arg\"] } or { webhook = \"http://...\" }"
                     .into()
             }
             Kind::Table => "a table (config file only)".into(),

@@ -5,6 +5,7 @@
 pub mod error;
 mod extract;
 mod pages;
+mod status;
 mod terminals;
 
 use std::net::SocketAddr;
@@ -39,6 +40,9 @@ pub struct App {
     pub terminals: Arc<Terminals>,
     pub events: EventBus,
     pub activity: Activity,
+    pub components: crate::health::Components,
+    pub idle: Arc<crate::idle::Idle>,
+    pub cgroup: crate::health::cgroup::Cgroup,
     pub draining: AtomicBool,
     pub started_at: SystemTime,
 }
@@ -58,7 +62,7 @@ type ApiRoute = (Method, &'static str, MethodRouter<AppState>);
 /// router is built from this list, so a route cannot miss the credential
 /// check, and tests walk the same list.
 fn api_routes() -> Vec<ApiRoute> {
-    use axum::routing::{delete, post};
+    use axum::routing::{delete, post, put};
     vec![
         (Method::GET, "/api/v1/terminals", get(terminals::list)),
         (Method::POST, "/api/v1/terminals", post(terminals::create)),
@@ -78,6 +82,10 @@ fn api_routes() -> Vec<ApiRoute> {
             get(terminals::attach),
         ),
         (Method::GET, "/api/v1/events", get(terminals::events)),
+        (Method::GET, "/api/v1/status", get(status::status)),
+        (Method::GET, "/api/v1/idle", get(status::get_idle)),
+        (Method::PUT, "/api/v1/idle", put(status::put_idle)),
+        (Method::POST, "/api/v1/activity", post(status::heartbeat)),
     ]
 }
 
@@ -101,7 +109,8 @@ pub fn router(app: AppState) -> Router {
 
     Router::new()
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+        .route("/readyz", get(status::readyz))
+        .route("/activity/tick", axum::routing::post(status::tick))
         .merge(owner_only)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(app.config.max_body_bytes))
@@ -111,17 +120,6 @@ pub fn router(app: AppState) -> Router {
 
 async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
-}
-
-async fn readyz(State(app): State<AppState>) -> Response {
-    if app.draining.load(Ordering::Relaxed) {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "shutting_down"})),
-        )
-            .into_response();
-    }
-    Json(json!({"status": "ready"})).into_response()
 }
 
 async fn not_found() -> ApiError {

@@ -326,6 +326,8 @@ pub struct Terminals {
     tracker: TaskTracker,
     shutdown: CancellationToken,
     events: EventBus,
+    /// Set when terminal output counts as activity.
+    output_activity: std::sync::OnceLock<crate::activity::Activity>,
 }
 
 impl std::fmt::Debug for Terminals {
@@ -368,7 +370,14 @@ impl Terminals {
             tracker,
             shutdown,
             events,
+            output_activity: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Makes terminal output count as activity (`terminal_output_is_activity`)
+    /// for terminals started from now on.
+    pub fn count_output_as_activity(&self, activity: crate::activity::Activity) {
+        let _ = self.output_activity.set(activity);
     }
 
     pub fn list(&self) -> Vec<Arc<Terminal>> {
@@ -427,7 +436,13 @@ impl Terminals {
             pty: spawned.pty,
             closing: self.shutdown.child_token(),
         });
-        let exited = process::start_io(&terminal, spawned.reader, spawned.writer, input_rx);
+        let exited = process::start_io(
+            &terminal,
+            spawned.reader,
+            spawned.writer,
+            input_rx,
+            self.output_activity.get().cloned(),
+        );
         self.map
             .lock()
             .unwrap()

@@ -115,6 +115,7 @@ pub fn start_io(
     mut reader: Box<dyn Read + Send>,
     mut writer: Box<dyn Write + Send>,
     mut input: mpsc::Receiver<Vec<u8>>,
+    output_activity: Option<crate::activity::Activity>,
 ) -> oneshot::Receiver<ExitStatus> {
     let (eof_tx, eof_rx) = std::sync::mpsc::channel::<()>();
     let (wake_tx, wake_rx) = std::sync::mpsc::sync_channel::<()>(1);
@@ -146,6 +147,14 @@ pub fn start_io(
                 term.changed.send_modify(|v| *v += 1);
                 // A full channel means the emulator is already due to run.
                 let _ = wake_tx.try_send(());
+                if let Some(activity) = &output_activity {
+                    // Output counts only while a program other than the
+                    // shell (a build, a test run) has the foreground.
+                    let foreground = fd.and_then(crate::sys::foreground_pgrp);
+                    if foreground.is_some_and(|g| g != term.pid as i32) {
+                        activity.touch(crate::activity::Source::TerminalOutput);
+                    }
+                }
                 if let Some(echo) = mode_change {
                     let _ = term.control.send(Control::Mode { echo });
                 }

@@ -2,5 +2,7 @@
 //! real PTYs and real files.
 
 mod auth;
+mod health;
+mod idle;
 mod process;
 mod terminals;
