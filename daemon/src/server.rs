@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::confine::Root;
 use crate::events::{Event, EventBus};
 use crate::http::{self, App};
+use crate::sync::{self, SyncHub};
 use crate::terminal::{self, Terminals};
 
 /// How long processes get after SIGHUP/SIGTERM before SIGKILL at shutdown.
@@ -105,6 +106,23 @@ pub async fn run(
         cancel.clone(),
         events.clone(),
     ));
+    // A crash may have left temporary files of interrupted writes behind.
+    let removed = crate::files::disk::remove_leftover_temps(root.path());
+    if removed > 0 {
+        tracing::info!(
+            removed,
+            "removed temporary files left by an interrupted write"
+        );
+    }
+    let sync = SyncHub::start(
+        root.path(),
+        sync::Settings {
+            watch_limit: config.watch_limit,
+        },
+        &tracker,
+        cancel.clone(),
+    )
+    .context("start the file watcher")?;
     let app = Arc::new(App {
         auth: Authenticator::new(
             &token,
@@ -116,6 +134,7 @@ pub async fn run(
         terminals: terminals.clone(),
         events: events.clone(),
         activity: Activity::default(),
+        sync,
         draining: AtomicBool::new(false),
         started_at: SystemTime::now(),
     });

@@ -4,7 +4,9 @@
 
 pub mod error;
 mod extract;
+mod files;
 mod pages;
+mod sync;
 mod terminals;
 
 use std::net::SocketAddr;
@@ -27,6 +29,7 @@ use crate::auth::{self, Authenticator, Role};
 use crate::config::Config;
 use crate::confine::Root;
 use crate::events::EventBus;
+use crate::sync::SyncHub;
 use crate::terminal::Terminals;
 pub use error::ApiError;
 pub use extract::ApiJson;
@@ -39,6 +42,7 @@ pub struct App {
     pub terminals: Arc<Terminals>,
     pub events: EventBus,
     pub activity: Activity,
+    pub sync: SyncHub,
     pub draining: AtomicBool,
     pub started_at: SystemTime,
 }
@@ -58,7 +62,7 @@ type ApiRoute = (Method, &'static str, MethodRouter<AppState>);
 /// router is built from this list, so a route cannot miss the credential
 /// check, and tests walk the same list.
 fn api_routes() -> Vec<ApiRoute> {
-    use axum::routing::{delete, post};
+    use axum::routing::{delete, post, put};
     vec![
         (Method::GET, "/api/v1/terminals", get(terminals::list)),
         (Method::POST, "/api/v1/terminals", post(terminals::create)),
@@ -78,6 +82,11 @@ fn api_routes() -> Vec<ApiRoute> {
             get(terminals::attach),
         ),
         (Method::GET, "/api/v1/events", get(terminals::events)),
+        (Method::GET, "/api/v1/files/{*path}", get(files::get_file)),
+        (Method::PUT, "/api/v1/files/{*path}", put(files::put_file)),
+        (Method::GET, "/api/v1/tree", get(files::tree)),
+        (Method::POST, "/api/v1/sync/apply", post(files::apply)),
+        (Method::GET, "/api/v1/sync", get(sync::sync)),
     ]
 }
 

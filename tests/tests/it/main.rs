@@ -3,4 +3,5 @@
 
 mod auth;
 mod process;
+mod sync;
 mod terminals;
