@@ -22,6 +22,7 @@ use crate::health::supervise::Supervisor;
 use crate::health::Components;
 use crate::http::{self, App};
 use crate::idle::Idle;
+use crate::sync::{self, SyncHub};
 use crate::terminal::{self, Terminals};
 
 /// How long processes get after SIGHUP/SIGTERM before SIGKILL at shutdown.
@@ -160,6 +161,23 @@ pub async fn run(
     if config.terminal_output_is_activity {
         terminals.count_output_as_activity(activity.clone());
     }
+    // A crash may have left temporary files of interrupted writes behind.
+    let removed = crate::files::disk::remove_leftover_temps(root.path());
+    if removed > 0 {
+        tracing::info!(
+            removed,
+            "removed temporary files left by an interrupted write"
+        );
+    }
+    let sync = SyncHub::start(
+        root.path(),
+        sync::Settings {
+            watch_limit: config.watch_limit,
+        },
+        &tracker,
+        cancel.clone(),
+    )
+    .context("start the file watcher")?;
     let app = Arc::new(App {
         auth: Authenticator::new(
             &token,
@@ -174,6 +192,7 @@ pub async fn run(
         components,
         idle,
         cgroup,
+        sync,
         draining: AtomicBool::new(false),
         started_at,
     });

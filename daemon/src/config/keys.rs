@@ -78,6 +78,13 @@ pub const KEYS: &[Key] = &[
     key("max_body_bytes", BYTES),
     key("max_ws_message_bytes", BYTES),
     key("max_apply_changes", BYTES),
+    key(
+        "watch_limit",
+        Kind::Int {
+            min: 0,
+            max: i64::MAX,
+        },
+    ),
     key("max_visibility", Kind::Enum(VISIBILITIES)),
     key("default_visibility", Kind::Enum(VISIBILITIES)),
     key("ignore_ports", Kind::PortList),

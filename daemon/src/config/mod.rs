@@ -104,6 +104,9 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub max_ws_message_bytes: usize,
     pub max_apply_changes: usize,
+    /// Inotify watches the daemon allows itself (0: as many as the OS
+    /// gives); past it, the rest of the tree is watched by rescans.
+    pub watch_limit: usize,
     pub max_visibility: Visibility,
     pub default_visibility: Visibility,
     pub ignore_ports: Vec<u16>,
@@ -491,6 +494,7 @@ fn build(mut vals: BTreeMap<&'static str, Val>, sources: &Sources) -> Result<Con
         max_body_bytes: int(take("max_body_bytes"), 64 << 20) as usize,
         max_ws_message_bytes: int(take("max_ws_message_bytes"), 64 << 20) as usize,
         max_apply_changes: int(take("max_apply_changes"), 10_000) as usize,
+        watch_limit: int(take("watch_limit"), 0) as usize,
         max_visibility,
         default_visibility: default_visibility.min(max_visibility),
         ignore_ports,

@@ -4,8 +4,10 @@
 
 pub mod error;
 mod extract;
+mod files;
 mod pages;
 mod status;
+mod sync;
 mod terminals;
 
 use std::net::SocketAddr;
@@ -28,6 +30,7 @@ use crate::auth::{self, Authenticator, Role};
 use crate::config::Config;
 use crate::confine::Root;
 use crate::events::EventBus;
+use crate::sync::SyncHub;
 use crate::terminal::Terminals;
 pub use error::ApiError;
 pub use extract::ApiJson;
@@ -43,6 +46,7 @@ pub struct App {
     pub components: crate::health::Components,
     pub idle: Arc<crate::idle::Idle>,
     pub cgroup: crate::health::cgroup::Cgroup,
+    pub sync: SyncHub,
     pub draining: AtomicBool,
     pub started_at: SystemTime,
 }
@@ -86,6 +90,11 @@ fn api_routes() -> Vec<ApiRoute> {
         (Method::GET, "/api/v1/idle", get(status::get_idle)),
         (Method::PUT, "/api/v1/idle", put(status::put_idle)),
         (Method::POST, "/api/v1/activity", post(status::heartbeat)),
+        (Method::GET, "/api/v1/files/{*path}", get(files::get_file)),
+        (Method::PUT, "/api/v1/files/{*path}", put(files::put_file)),
+        (Method::GET, "/api/v1/tree", get(files::tree)),
+        (Method::POST, "/api/v1/sync/apply", post(files::apply)),
+        (Method::GET, "/api/v1/sync", get(sync::sync)),
     ]
 }
 

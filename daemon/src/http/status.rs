@@ -37,6 +37,7 @@ pub async fn readyz(State(app): State<AppState>) -> Response {
 }
 
 pub async fn status(State(app): State<AppState>) -> Json<serde_json::Value> {
+    app.components.set_builtin("watcher", watcher_state(&app));
     let cgroup = app.cgroup.clone();
     let resources = tokio::task::spawn_blocking(move || cgroup.read())
         .await
@@ -159,5 +160,13 @@ mod tests {
             tick_allowed(None, || None).is_err(),
             "unknown peer: not loopback"
         );
+    }
+}
+
+/// The file watcher's state as a component state.
+pub fn watcher_state(app: &crate::http::App) -> crate::health::State {
+    match app.sync.watcher_state() {
+        "degraded" => crate::health::State::Degraded,
+        _ => crate::health::State::Ready,
     }
 }

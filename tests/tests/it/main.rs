@@ -5,4 +5,5 @@ mod auth;
 mod health;
 mod idle;
 mod process;
+mod sync;
 mod terminals;

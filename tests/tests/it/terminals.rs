@@ -491,10 +491,12 @@ async fn delete_ends_the_process_group() {
     let d = TestDaemon::start();
     let t = create(
         &d,
-        json!({"command": ["bash", "-c", "trap '' HUP; sleep 1000"]}),
+        json!({"command": ["bash", "-c", "trap '' HUP; echo TRAPPED; sleep 1000"]}),
     )
     .await;
-    let (mut ws, _) = attach(&d, &id(&t), None).await;
+    let (mut ws, _) = attach(&d, &id(&t), Some(0)).await;
+    ws.read_until(&mut vec![], |o| contains(o, b"TRAPPED"))
+        .await;
     let r = d
         .req(
             reqwest::Method::DELETE,
