@@ -139,6 +139,14 @@ fn tick_allowed(
     }
 }
 
+/// The file watcher's state as a component state.
+pub fn watcher_state(app: &crate::http::App) -> crate::health::State {
+    match app.sync.watcher_state() {
+        "degraded" => crate::health::State::Degraded,
+        _ => crate::health::State::Ready,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,13 +168,5 @@ mod tests {
             tick_allowed(None, || None).is_err(),
             "unknown peer: not loopback"
         );
-    }
-}
-
-/// The file watcher's state as a component state.
-pub fn watcher_state(app: &crate::http::App) -> crate::health::State {
-    match app.sync.watcher_state() {
-        "degraded" => crate::health::State::Degraded,
-        _ => crate::health::State::Ready,
     }
 }
