@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-for pkg_cmd in "vim:vim" "git:git" "ps:procps" "curl:curl"; do
+for pkg_cmd in "vim:vim" "git:git" "ps:procps" "curl:curl" "python3:python3"; do
   cmd=${pkg_cmd%%:*} pkg=${pkg_cmd##*:}
   command -v "$cmd" >/dev/null 2>&1 || need_apt+=("$pkg")
 done

@@ -13,6 +13,15 @@ pub enum Event {
         signal: Option<&'static str>,
     },
     Shutdown,
+    PortOpened {
+        port: crate::ports::PortInfo,
+    },
+    PortClosed {
+        port: u16,
+    },
+    PortChanged {
+        port: crate::ports::PortInfo,
+    },
 }
 
 /// A cheap, cloneable sender; a slow subscriber loses old events, never blocks others.

@@ -2,5 +2,8 @@
 //! real PTYs and real files.
 
 mod auth;
+mod forward;
+mod ports;
 mod process;
+mod proxy;
 mod terminals;
