@@ -477,14 +477,14 @@ fn upstream_headers(
 /// the end of an upload rather than its start.
 #[derive(Clone)]
 struct Progress {
-    start: Instant,
+    start: tokio::time::Instant,
     last_ms: Arc<AtomicU64>,
 }
 
 impl Progress {
     fn new() -> Self {
         Progress {
-            start: Instant::now(),
+            start: tokio::time::Instant::now(),
             last_ms: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -494,7 +494,7 @@ impl Progress {
         self.last_ms.store(ms, Ordering::Relaxed);
     }
 
-    fn last(&self) -> Instant {
+    fn last(&self) -> tokio::time::Instant {
         self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
     }
 }
@@ -507,11 +507,11 @@ async fn until_quiet<F: std::future::Future>(
 ) -> Option<F::Output> {
     tokio::pin!(fut);
     loop {
-        let deadline = tokio::time::Instant::from_std(progress.last() + limit);
+        let deadline = progress.last() + limit;
         tokio::select! {
             out = &mut fut => return Some(out),
             _ = tokio::time::sleep_until(deadline) => {
-                if progress.last() + limit <= Instant::now() {
+                if progress.last() + limit <= tokio::time::Instant::now() {
                     return None;
                 }
             }
@@ -585,6 +585,30 @@ mod tests {
         );
         assert_eq!(u("/a?workspaced_ticket=t", None), "http://[::1]:3000/a");
         assert_eq!(u("/a?b=c+d&&e", None), "http://[::1]:3000/a?b=c+d&&e");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_upstream_timeout_counts_from_the_last_body_progress() {
+        let limit = Duration::from_secs(60);
+        let progress = Progress::new();
+        let start = tokio::time::Instant::now();
+        let p = progress.clone();
+        let uploader = tokio::spawn(async move {
+            for _ in 0..3 {
+                tokio::time::sleep(Duration::from_secs(50)).await;
+                p.touch();
+            }
+        });
+        let out = until_quiet(std::future::pending::<()>(), &progress, limit).await;
+        assert!(out.is_none());
+        assert_eq!(start.elapsed(), Duration::from_secs(150 + 60));
+        uploader.await.unwrap();
+
+        let answer = async {
+            tokio::time::sleep(Duration::from_secs(59)).await;
+            7
+        };
+        assert_eq!(until_quiet(answer, &Progress::new(), limit).await, Some(7));
     }
 
     #[test]
