@@ -22,6 +22,15 @@ pub enum Event {
         idle: crate::idle::IdleInfo,
     },
     Shutdown,
+    PortOpened {
+        port: crate::ports::PortInfo,
+    },
+    PortClosed {
+        port: u16,
+    },
+    PortChanged {
+        port: crate::ports::PortInfo,
+    },
 }
 
 /// A cheap, cloneable sender; a slow subscriber loses old events, never blocks others.

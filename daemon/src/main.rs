@@ -33,6 +33,29 @@ fn cli() -> Command {
         .about("The workspace daemon")
         .subcommand_required(true)
         .subcommand(serve)
+        .subcommand(
+            Command::new("forward")
+                .about("Forward a local port to a port in the workspace through the daemon")
+                .arg(
+                    Arg::new("url")
+                        .long("url")
+                        .value_name("URL")
+                        .required(true)
+                        .help("the daemon's base URL, e.g. http://127.0.0.1:60080"),
+                )
+                .arg(
+                    Arg::new("token_file")
+                        .long("token-file")
+                        .value_name("FILE")
+                        .help("file holding the token (else env WORKSPACED_TOKEN)"),
+                )
+                .arg(
+                    Arg::new("ports")
+                        .value_name("LOCAL[:REMOTE]")
+                        .required(true)
+                        .help("listen on 127.0.0.1:LOCAL, reach REMOTE (default LOCAL)"),
+                ),
+        )
 }
 
 fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
@@ -75,6 +98,7 @@ fn main() -> ExitCode {
             }
             serve(config)
         }
+        Some(("forward", m)) => forward(m),
         _ => usage_error("unknown subcommand (see workspaced --help)"),
     }
 }
@@ -122,4 +146,53 @@ fn serve(config: Config) -> ExitCode {
             }
         }
     })
+}
+
+fn forward(m: &clap::ArgMatches) -> ExitCode {
+    use workspaced::forward;
+    let spec = m.get_one::<String>("ports").expect("required");
+    let (local, remote) = match forward::parse_ports(spec) {
+        Ok(p) => p,
+        Err(e) => return usage_error(e),
+    };
+    let url = m.get_one::<String>("url").expect("required");
+    let tunnel_url = match forward::tunnel_url(url, remote) {
+        Ok(u) => u,
+        Err(e) => return usage_error(e),
+    };
+    let token = match m.get_one::<String>("token_file") {
+        Some(f) => match std::fs::read_to_string(f) {
+            Ok(t) => t.trim_end_matches(['\n', '\r']).to_owned(),
+            Err(e) => return usage_error(format!("cannot read --token-file {f}: {e}")),
+        },
+        None => std::env::var("WORKSPACED_TOKEN").unwrap_or_default(),
+    };
+    if token.is_empty() {
+        return usage_error("no token: give --token-file FILE or set WORKSPACED_TOKEN");
+    }
+    init_logging(LogFormat::Text);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("workspaced: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let f = forward::Forward {
+        tunnel_url,
+        token,
+        local,
+        remote,
+    };
+    match runtime.block_on(forward::run(f, workspaced::server::shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("workspaced: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

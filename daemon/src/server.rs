@@ -22,6 +22,8 @@ use crate::health::supervise::Supervisor;
 use crate::health::Components;
 use crate::http::{self, App};
 use crate::idle::Idle;
+use crate::ports::{self, Ports};
+use crate::proxy::Proxy;
 use crate::sync::{self, SyncHub};
 use crate::terminal::{self, Terminals};
 
@@ -178,6 +180,38 @@ pub async fn run(
         cancel.clone(),
     )
     .context("start the file watcher")?;
+    // A devfile whose endpoints cannot be read costs the declared ports,
+    // not the workspace: the daemon warns and serves.
+    let declared = match &config.devfile {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(anyhow::Error::from)
+            .and_then(|text| Ok(ports::devfile::endpoints(&text)?))
+            .unwrap_or_else(|e| {
+                tracing::warn!(devfile = %path.display(), error = format!("{e:#}"), "devfile endpoints ignored");
+                Vec::new()
+            }),
+        None => Vec::new(),
+    };
+    let ports = Arc::new(Ports::new(
+        ports::Settings {
+            max_visibility: config.max_visibility,
+            default_visibility: config.default_visibility,
+            ignore: config.ignore_ports.clone(),
+            own_port: local.port(),
+            url_template: if config.port_url_template
+                == format!("http://{}/proxy/${{PORT}}/", config.listen)
+            {
+                // The default names the listener as bound (port 0, 0.0.0.0): use what is reachable.
+                format!("http://{}/proxy/${{PORT}}/", reachable(local))
+            } else {
+                config.port_url_template.clone()
+            },
+        },
+        declared,
+        events.clone(),
+    ));
+    ports::spawn_detector(ports.clone(), &tracker, cancel.clone());
+    let proxy = Proxy::new(config.upstream_timeout, tracker.clone(), cancel.clone());
     let app = Arc::new(App {
         auth: Authenticator::new(
             &token,
@@ -193,6 +227,8 @@ pub async fn run(
         idle,
         cgroup,
         sync,
+        ports,
+        proxy,
         draining: AtomicBool::new(false),
         started_at,
     });

@@ -1,6 +1,8 @@
 //! Fixtures for the integration tests: the real `workspaced` binary started
 //! on `127.0.0.1:0` in a temp workspace, with clients for HTTP and WebSocket.
 
+pub mod upstream;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -423,6 +425,14 @@ impl Ws {
         }
         out
     }
+}
+
+/// Held by tests that move data as fast as they can (gigabytes through the
+/// proxy) or depend on keeping pace with such a stream, so that on a
+/// two-core machine one does not starve the other into a timeout.
+pub async fn throughput_lock() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
 }
 
 /// Whether `hay` contains `needle`.

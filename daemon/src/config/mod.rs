@@ -122,6 +122,9 @@ pub struct Config {
     pub pre_stop: Option<Vec<String>>,
     pub components: Vec<ComponentConfig>,
     pub containers: BTreeMap<String, String>,
+    /// How long the proxy waits for an app's answer: 60 s, or the hidden
+    /// `WORKSPACED_UPSTREAM_TIMEOUT` (a duration) so tests need not wait.
+    pub upstream_timeout: Duration,
 }
 
 /// A checked value of one setting.
@@ -510,6 +513,12 @@ fn build(mut vals: BTreeMap<&'static str, Val>, sources: &Sources) -> Result<Con
         pre_stop,
         components,
         containers,
+        upstream_timeout: sources
+            .env
+            .get("WORKSPACED_UPSTREAM_TIMEOUT")
+            .and_then(|s| parse_duration(s))
+            .filter(|d| !d.is_zero())
+            .unwrap_or(Duration::from_secs(60)),
     })
 }
 

@@ -5,7 +5,8 @@
 pub mod error;
 mod extract;
 mod files;
-mod pages;
+pub(crate) mod pages;
+mod ports;
 mod status;
 mod sync;
 mod terminals;
@@ -20,7 +21,7 @@ use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, MethodRouter};
+use axum::routing::{any, get, MethodRouter};
 use axum::{Json, Router};
 use serde_json::json;
 use tracing::Instrument;
@@ -30,6 +31,8 @@ use crate::auth::{self, Authenticator, Role};
 use crate::config::Config;
 use crate::confine::Root;
 use crate::events::EventBus;
+use crate::ports::Ports;
+use crate::proxy::Proxy;
 use crate::sync::SyncHub;
 use crate::terminal::Terminals;
 pub use error::ApiError;
@@ -47,6 +50,8 @@ pub struct App {
     pub idle: Arc<crate::idle::Idle>,
     pub cgroup: crate::health::cgroup::Cgroup,
     pub sync: SyncHub,
+    pub ports: Arc<Ports>,
+    pub proxy: Proxy,
     pub draining: AtomicBool,
     pub started_at: SystemTime,
 }
@@ -95,6 +100,18 @@ fn api_routes() -> Vec<ApiRoute> {
         (Method::GET, "/api/v1/tree", get(files::tree)),
         (Method::POST, "/api/v1/sync/apply", post(files::apply)),
         (Method::GET, "/api/v1/sync", get(sync::sync)),
+        (Method::GET, "/api/v1/ports", get(ports::list)),
+        (
+            Method::PUT,
+            "/api/v1/ports/{port}",
+            axum::routing::put(ports::set_visibility),
+        ),
+        (Method::POST, "/api/v1/ports/{port}/open", post(ports::open)),
+        (
+            Method::GET,
+            "/api/v1/ports/{port}/tunnel",
+            get(ports::tunnel),
+        ),
     ]
 }
 
@@ -116,15 +133,26 @@ pub fn router(app: AppState) -> Router {
         .route("/assets/{*path}", get(pages::asset))
         .route_layer(middleware::from_fn_with_state(app.clone(), require_owner));
 
-    Router::new()
+    // The proxy checks visibility itself, so it sits beside the owner layer.
+    let proxied = Router::new()
+        .route("/proxy/{port}", any(ports::proxy_bare))
+        .route("/proxy/{port}/", any(ports::proxy_path))
+        .route("/proxy/{port}/{*rest}", any(ports::proxy_path));
+
+    let daemon = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(status::readyz))
         .route("/activity/tick", axum::routing::post(status::tick))
         .merge(owner_only)
+        .merge(proxied)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(app.config.max_body_bytes))
         .layer(middleware::from_fn_with_state(app.clone(), drain_and_trace))
-        .with_state(app)
+        .with_state(app.clone());
+    // Host routing comes before any route: `3000-ws.example/api/v1/x` is the app's.
+    Router::new()
+        .fallback_service(daemon)
+        .layer(middleware::from_fn_with_state(app, ports::host_routing))
 }
 
 async fn healthz() -> Json<serde_json::Value> {

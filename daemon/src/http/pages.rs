@@ -64,3 +64,33 @@ pub async fn console() -> Response {
 pub async fn asset(Path(path): Path<String>) -> Response {
     embedded(&path)
 }
+
+fn port_page(status: StatusCode, title: &str, text: &str) -> Response {
+    let page = format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>workspaced: {title}</title>
+<meta name="viewport" content="width=device-width,initial-scale=1">
+<style>body{{font:16px system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem}}</style>
+</head><body><h1>{title}</h1><p>{text}</p></body></html>"#
+    );
+    (status, Html(page)).into_response()
+}
+
+/// A proxied port with nothing listening, or with visibility `none` (502).
+pub fn port_unavailable(port: u16) -> Response {
+    port_page(
+        StatusCode::BAD_GATEWAY,
+        &format!("Port {port} is not available"),
+        "Nothing in the workspace is listening on this port, or it is not exposed. Start the server, or change the port's visibility, then reload this page.",
+    )
+}
+
+/// A page load refused at a private (owner) or internal (members) port.
+pub fn port_refused(status: StatusCode, port: u16) -> Response {
+    let text = if status == StatusCode::FORBIDDEN {
+        "Your credential is valid, but this port is private: only the workspace owner may open it."
+    } else {
+        "This port is not public. Open it from the workspace (its link carries a one-time ticket), or sign in to the workspace first."
+    };
+    port_page(status, &format!("Port {port} needs a sign-in"), text)
+}

@@ -107,7 +107,10 @@ async fn webhook_server(refuse: usize) -> (String, tokio::sync::mpsc::Receiver<(
     let url = format!("http://{}/idle-hook", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     tokio::spawn(async move {
-        for i in 0.. {
+        // The daemon's port detector probes new listeners with a GET: only
+        // the webhook's POSTs count.
+        let mut i = 0;
+        loop {
             let (mut s, _) = listener.accept().await.unwrap();
             let mut got = Vec::new();
             let mut buf = [0u8; 4096];
@@ -130,12 +133,19 @@ async fn webhook_server(refuse: usize) -> (String, tokio::sync::mpsc::Receiver<(
                     }
                 }
             };
+            if !got.starts_with(b"POST /idle-hook ") {
+                let _ = s
+                    .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+                    .await;
+                continue;
+            }
             let answer: &[u8] = if i < refuse {
                 b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n"
             } else {
                 b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
             };
             s.write_all(answer).await.unwrap();
+            i += 1;
             if tx.send((Instant::now(), body)).await.is_err() {
                 return;
             }

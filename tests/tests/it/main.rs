@@ -2,8 +2,11 @@
 //! real PTYs and real files.
 
 mod auth;
+mod forward;
 mod health;
 mod idle;
+mod ports;
 mod process;
+mod proxy;
 mod sync;
 mod terminals;

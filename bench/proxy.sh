@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# Ports and proxy benchmark (not a test): the same nginx upstream and the
+# same wrk load, direct, through nginx as a reverse proxy, and through
+# workspaced; then tunnel throughput for 1 GiB, port detection latency and
+# the daemon's idle CPU. Prints a Markdown table for docs/benchmarks.md.
+# Everything runs on loopback and stops by itself.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+command -v nginx >/dev/null || need+=(nginx-light)
+command -v curl >/dev/null || need+=(curl)
+command -v python3 >/dev/null || need+=(python3)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
+fi
+
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-32}
+THREADS=${THREADS:-2}
+cargo build --release --quiet -p workspaced
+BIN=${CARGO_TARGET_DIR:-target}/release/workspaced
+
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+UP=$(free_port); NG=$(free_port); WD=$(free_port)
+
+mkdir -p "$work/www" "$work/ws"
+head -c 1024 /dev/urandom > "$work/www/1k.bin"
+truncate -s 1G "$work/www/1g.bin"
+cat > "$work/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  sendfile on;
+  upstream app { server 127.0.0.1:$UP; keepalive 64; }
+  server { listen 127.0.0.1:$UP; root $work/www; }
+  server {
+    listen 127.0.0.1:$NG;
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$host;
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      proxy_buffering off;
+    }
+  }
+}
+CONF
+nginx -c "$work/nginx.conf" -p "$work" & pids+=($!)
+
+TOKEN=bench-token-0123456789
+WORKSPACED_TOKEN=$TOKEN RUST_LOG=warn "$BIN" serve --listen "127.0.0.1:$WD" \
+  --workspace "$work/ws" --state-dir "$work/state" --default-visibility public \
+  2> "$work/workspaced.log" & WPID=$!; pids+=($WPID)
+
+wait_for() { for _ in $(seq 200); do curl -fs -o /dev/null "$1" && return 0; sleep 0.05; done; echo "no answer from $1" >&2; exit 1; }
+wait_for "http://127.0.0.1:$UP/1k.bin"
+wait_for "http://127.0.0.1:$NG/1k.bin"
+wait_for "http://127.0.0.1:$WD/proxy/$UP/1k.bin"
+
+run_wrk() { # name url
+  local out; out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "$2")
+  local rps p50 p99
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+  echo "| $1 | $rps | $p50 | $p99 |"
+}
+
+echo "### Ports and proxy: $(date -u +%Y-%m-%d), $(nproc) cores, wrk -t$THREADS -c$CONNS -d$DURATION, GET of 1 KiB"
+echo
+echo "| path | requests/s | p50 | p99 |"
+echo "| --- | ---: | ---: | ---: |"
+run_wrk "direct to nginx" "http://127.0.0.1:$UP/1k.bin"
+run_wrk "nginx reverse proxy" "http://127.0.0.1:$NG/1k.bin"
+run_wrk "workspaced, path form" "http://127.0.0.1:$WD/proxy/$UP/1k.bin"
+echo
+
+# Tunnel: 1 GiB from nginx through `workspaced forward` and the tunnel.
+FW=$(free_port)
+WORKSPACED_TOKEN=$TOKEN "$BIN" forward --url "http://127.0.0.1:$WD" "$FW:$UP" 2> "$work/forward.log" & pids+=($!)
+wait_for "http://127.0.0.1:$FW/1k.bin"
+speed=$(curl -s -o /dev/null -w '%{speed_download}' "http://127.0.0.1:$FW/1g.bin")
+direct=$(curl -s -o /dev/null -w '%{speed_download}' "http://127.0.0.1:$UP/1g.bin")
+proxied=$(curl -s -o /dev/null -w '%{speed_download}' "http://127.0.0.1:$WD/proxy/$UP/1g.bin")
+mb() { python3 -c "print(f'{$1/1e6:.0f}')"; }
+echo "| 1 GiB download | MB/s |"
+echo "| --- | ---: |"
+echo "| direct from nginx | $(mb "$direct") |"
+echo "| through the workspaced proxy | $(mb "$proxied") |"
+echo "| through \`workspaced forward\` and the tunnel | $(mb "$speed") |"
+echo
+
+# Detection latency: bind, then poll the API until the port is listed.
+python3 - "$WD" "$TOKEN" <<'PY'
+import json, socket, statistics, sys, time, urllib.request
+port, token = sys.argv[1], sys.argv[2]
+def listed(p):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/ports",
+                                 headers={"Authorization": f"Bearer {token}"})
+    return any(e["port"] == p for e in json.load(urllib.request.urlopen(req)))
+lat = []
+for _ in range(20):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
+    p = s.getsockname()[1]; t0 = time.monotonic()
+    while not listed(p):
+        if time.monotonic() - t0 > 5: raise SystemExit("not detected in 5 s")
+        time.sleep(0.005)
+    lat.append((time.monotonic() - t0) * 1000)
+    s.close()
+    time.sleep(0.3)
+lat.sort()
+print(f"Detection latency over 20 listens: p50 {statistics.median(lat):.0f} ms, max {lat[-1]:.0f} ms.")
+PY
+
+# Idle CPU: the daemon's user+system time over 30 s with nothing to do.
+ticks() { awk '{print $14+$15}' "/proc/$WPID/stat"; }
+sleep 2; a=$(ticks); sleep 30; b=$(ticks)
+hz=$(getconf CLK_TCK)
+python3 -c "print(f'Idle CPU over 30 s: {($b-$a)/$hz/30*100:.2f}% of one core.')"

@@ -1,0 +1,196 @@
+//! `workspaced forward`: listens on `127.0.0.1:LOCAL` and carries each
+//! accepted connection through the daemon's tunnel to port REMOTE in the
+//! workspace (PROTOCOL.md, "Ports").
+
+use anyhow::Context;
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, Message};
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+/// What to forward where.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Forward {
+    /// The tunnel's WebSocket URL, `ws://host:port/api/v1/ports/N/tunnel`.
+    pub tunnel_url: String,
+    pub token: String,
+    pub local: u16,
+    pub remote: u16,
+}
+
+/// `LOCAL[:REMOTE]`; REMOTE defaults to LOCAL. LOCAL may be 0 (any free
+/// port) only with a REMOTE.
+pub fn parse_ports(spec: &str) -> Result<(u16, u16), String> {
+    let bad = || format!("invalid ports {spec:?}: expected LOCAL[:REMOTE], each from 1 to 65535");
+    let port = |s: &str| s.parse::<u16>().map_err(|_| bad());
+    match spec.split_once(':') {
+        Some((l, r)) => {
+            let (l, r) = (port(l)?, port(r)?);
+            if r == 0 {
+                return Err(bad());
+            }
+            Ok((l, r))
+        }
+        None => match port(spec)? {
+            0 => Err(bad()),
+            p => Ok((p, p)),
+        },
+    }
+}
+
+/// The tunnel URL for a daemon base URL (`http://host:port[/]`).
+pub fn tunnel_url(base: &str, remote: u16) -> Result<String, String> {
+    let base = base.trim_end_matches('/');
+    let rest = if let Some(r) = base.strip_prefix("http://") {
+        format!("ws://{r}")
+    } else if let Some(r) = base.strip_prefix("https://") {
+        format!("wss://{r}")
+    } else if base.starts_with("ws://") || base.starts_with("wss://") {
+        base.to_owned()
+    } else {
+        return Err(format!(
+            "invalid --url {base:?}: expected the daemon's base URL, http://HOST:PORT"
+        ));
+    };
+    Ok(format!("{rest}/api/v1/ports/{remote}/tunnel"))
+}
+
+/// Accepts until `shutdown`; each connection gets its own tunnel.
+pub async fn run(
+    f: Forward,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(("127.0.0.1", f.local))
+        .await
+        .with_context(|| format!("listen on 127.0.0.1:{}", f.local))?;
+    let local = listener.local_addr()?;
+    eprintln!(
+        "workspaced: forwarding {local} to port {} in the workspace",
+        f.remote
+    );
+    let tasks = TaskTracker::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (conn, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+        };
+        let f = f.clone();
+        tasks.spawn(
+            async move {
+                if let Err(e) = carry(conn, &f).await {
+                    eprintln!("workspaced: connection from {peer}: {e:#}");
+                }
+            }
+            .instrument(tracing::debug_span!("forward", client.addr = %peer)),
+        );
+    }
+    tasks.close();
+    Ok(())
+}
+
+async fn carry(conn: TcpStream, f: &Forward) -> anyhow::Result<()> {
+    let mut req = f
+        .tunnel_url
+        .as_str()
+        .into_client_request()
+        .context("build the tunnel request")?;
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", f.token)
+            .parse()
+            .context("the token is not a valid header value")?,
+    );
+    let config = tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(None)
+        .max_frame_size(None);
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(req, Some(config), true)
+        .await
+        .map_err(|e| match e {
+            tungstenite::Error::Http(r) => {
+                anyhow::anyhow!(
+                    "the daemon refused the tunnel to port {}: {}",
+                    f.remote,
+                    r.status()
+                )
+            }
+            other => anyhow::Error::from(other).context("open the tunnel"),
+        })?;
+    let _ = conn.set_nodelay(true);
+    let (mut sink, mut ws_in) = ws.split();
+    let (mut tcp_in, mut tcp_out) = conn.into_split();
+    let up = async move {
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            match tcp_in.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if sink
+                        .send(Message::Binary(buf[..n].to_vec().into()))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+        let _ = sink.send(Message::Close(None)).await;
+    };
+    let down = async move {
+        while let Some(Ok(msg)) = ws_in.next().await {
+            match msg {
+                Message::Binary(b) => {
+                    let written = tcp_out.write_all(&b).await;
+                    if written.is_err() {
+                        break;
+                    }
+                }
+                Message::Close(_) => break,
+                _ => {}
+            }
+        }
+        let _ = tcp_out.shutdown().await;
+    };
+    tokio::select! {
+        _ = up => {}
+        _ = down => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_specs() {
+        assert_eq!(parse_ports("5432"), Ok((5432, 5432)));
+        assert_eq!(parse_ports("15432:5432"), Ok((15432, 5432)));
+        assert_eq!(parse_ports("0:5432"), Ok((0, 5432)));
+        for bad in ["0", "70000", "a", "1:0", "1:", ":2", "1:2:3", ""] {
+            assert!(parse_ports(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn tunnel_urls() {
+        assert_eq!(
+            tunnel_url("http://127.0.0.1:60080/", 5432).unwrap(),
+            "ws://127.0.0.1:60080/api/v1/ports/5432/tunnel"
+        );
+        assert_eq!(
+            tunnel_url("https://ws.example", 1).unwrap(),
+            "wss://ws.example/api/v1/ports/1/tunnel"
+        );
+        assert!(tunnel_url("ftp://x", 1).is_err());
+    }
+}

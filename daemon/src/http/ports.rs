@@ -1,0 +1,237 @@
+//! Port routes: the list, visibility changes, tickets, the raw TCP tunnel,
+//! and the entry points of the proxy (path form and host form).
+
+use std::time::Instant;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::{ApiError, ApiJson, AppState};
+use crate::activity::Source as ActivitySource;
+use crate::config::Visibility;
+use crate::ports::{PortInfo, SetError};
+use crate::proxy;
+
+fn port_param(raw: &str) -> Result<u16, ApiError> {
+    proxy::parse_port(raw).ok_or_else(|| proxy::invalid_port(raw))
+}
+
+fn known(app: &AppState, port: u16) -> Result<PortInfo, ApiError> {
+    app.ports
+        .get(port)
+        .ok_or_else(|| ApiError::not_found(format!("port {port}")))
+}
+
+pub async fn list(State(app): State<AppState>) -> Json<Vec<PortInfo>> {
+    Json(app.ports.list())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct VisibilityRequest {
+    visibility: Visibility,
+}
+
+pub async fn set_visibility(
+    State(app): State<AppState>,
+    Path(raw): Path<String>,
+    ApiJson(req): ApiJson<VisibilityRequest>,
+) -> Result<Json<PortInfo>, ApiError> {
+    let port = port_param(&raw)?;
+    match app.ports.set_visibility(port, req.visibility) {
+        Ok(info) => Ok(Json(info)),
+        Err(SetError::NotFound) => Err(ApiError::not_found(format!("port {port}"))),
+        Err(SetError::AboveMax(max)) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "visibility_not_allowed",
+            format!(
+                "this workspace allows ports to be opened to {} at most",
+                serde_json::to_value(max)
+                    .unwrap_or_default()
+                    .as_str()
+                    .unwrap_or("?")
+            ),
+        )),
+    }
+}
+
+pub async fn open(
+    State(app): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let port = port_param(&raw)?;
+    let info = known(&app, port)?;
+    if !app.ports.url_is_host_routed() {
+        return Ok(Json(json!({ "url": info.url })));
+    }
+    let ticket = app.proxy.tickets.issue(port, Instant::now());
+    let sep = if info.url.contains('?') { '&' } else { '?' };
+    Ok(Json(json!({
+        "url": format!("{}{sep}{}={ticket}", info.url, proxy::TICKET_PARAM)
+    })))
+}
+
+/// `GET /api/v1/ports/{port}/tunnel`: connect first (502 when nothing
+/// answers), then raw bytes both ways in binary frames, with no size limit.
+pub async fn tunnel(
+    State(app): State<AppState>,
+    Path(raw): Path<String>,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let port = port_param(&raw)?;
+    let ws = ws.map_err(|_| {
+        ApiError::bad_request("websocket_required", "this route takes a WebSocket upgrade")
+    })?;
+    let candidates = match app.ports.tunnel_target(port) {
+        Some(a) => vec![a],
+        None => vec![
+            (std::net::Ipv4Addr::LOCALHOST, port).into(),
+            (std::net::Ipv6Addr::LOCALHOST, port).into(),
+        ],
+    };
+    let mut stream = None;
+    for addr in candidates {
+        if let Ok(s) = tokio::net::TcpStream::connect(addr).await {
+            stream = Some(s);
+            break;
+        }
+    }
+    let Some(stream) = stream else {
+        return Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "port_not_available",
+            format!("nothing accepts connections on port {port}"),
+        ));
+    };
+    let _ = stream.set_nodelay(true);
+    let activity = app.activity.clone();
+    let (token, cancel) = app.proxy.task();
+    Ok(ws
+        .max_message_size(usize::MAX)
+        .max_frame_size(usize::MAX)
+        .on_upgrade(move |socket| async move {
+            let _owned = token;
+            tokio::select! {
+                _ = cancel.cancelled() => {}
+                _ = bridge(socket, stream, activity) => {}
+            }
+        }))
+}
+
+/// One tunnel: when either side ends, the other is closed.
+async fn bridge(
+    socket: WebSocket,
+    stream: tokio::net::TcpStream,
+    activity: crate::activity::Activity,
+) {
+    let (mut sink, mut ws_in) = socket.split();
+    let (mut tcp_in, mut tcp_out) = stream.into_split();
+    let up = {
+        let activity = activity.clone();
+        async move {
+            while let Some(Ok(msg)) = ws_in.next().await {
+                match msg {
+                    Message::Binary(b) => {
+                        activity.touch(ActivitySource::Proxy);
+                        if tcp_out.write_all(&b).await.is_err() {
+                            break;
+                        }
+                    }
+                    Message::Close(_) => break,
+                    _ => {}
+                }
+            }
+            let _ = tcp_out.shutdown().await;
+        }
+    };
+    let down = async move {
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            match tcp_in.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    activity.touch(ActivitySource::Proxy);
+                    if sink
+                        .send(Message::Binary(buf[..n].to_vec().into()))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+        let _ = sink.send(Message::Close(None)).await;
+    };
+    tokio::select! {
+        _ = up => {}
+        _ = down => {}
+    }
+}
+
+/// `/proxy/{port}`: 308 to `/proxy/{port}/`, query kept.
+pub async fn proxy_bare(Path(raw): Path<String>, req: Request) -> Response {
+    if proxy::parse_port(&raw).is_none() {
+        return proxy::invalid_port(&raw).into_response();
+    }
+    let location = match req.uri().query() {
+        Some(q) => format!("/proxy/{raw}/?{q}"),
+        None => format!("/proxy/{raw}/"),
+    };
+    let mut resp = StatusCode::PERMANENT_REDIRECT.into_response();
+    if let Ok(l) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(header::LOCATION, l);
+    }
+    resp
+}
+
+/// `/proxy/{port}/{*rest}`.
+pub async fn proxy_path(State(app): State<AppState>, req: Request) -> Response {
+    let path = req.uri().path();
+    let raw = path
+        .strip_prefix("/proxy/")
+        .and_then(|r| r.split('/').next())
+        .unwrap_or("")
+        .to_owned();
+    let Some(port) = proxy::parse_port(&raw) else {
+        return proxy::invalid_port(&raw).into_response();
+    };
+    proxy::handle(app, port, Some(format!("/proxy/{raw}")), req).await
+}
+
+/// The host form: a `Host` whose first label starts with `<digits>-` goes
+/// to that port, whatever the path; any other request goes on to the router.
+pub async fn host_routing(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    if !app.config.host_routing {
+        return next.run(req).await;
+    }
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()));
+    match host.as_deref().and_then(proxy::host_port) {
+        None => next.run(req).await,
+        Some(Err(())) => {
+            let label = host
+                .as_deref()
+                .unwrap_or("")
+                .split('-')
+                .next()
+                .unwrap_or("");
+            proxy::invalid_port(label).into_response()
+        }
+        Some(Ok(_)) if app.draining.load(std::sync::atomic::Ordering::Relaxed) => {
+            ApiError::shutting_down().into_response()
+        }
+        Some(Ok(port)) => proxy::handle(app, port, None, req).await,
+    }
+}

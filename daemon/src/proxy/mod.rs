@@ -1,0 +1,625 @@
+//! The reverse proxy to the workspace's ports (PROTOCOL.md, "Ports"): by
+//! path (`/proxy/{port}/...`) and by host (`{port}-...`), HTTP/1.1 with
+//! streamed bodies both ways, WebSocket (any upgrade) spliced after the 101,
+//! visibility-based access, and the daemon's credential removed before
+//! anything reaches the app.
+
+pub mod splice;
+pub mod tickets;
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request};
+use axum::http::{header, request::Parts, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use hyper::body::{Bytes, Frame, SizeHint};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::activity::Source as ActivitySource;
+use crate::auth::{self, Identity, Role};
+use crate::config::Visibility;
+use crate::http::{pages, ApiError, App};
+pub use tickets::Tickets;
+
+/// The query parameter that carries a ticket.
+pub const TICKET_PARAM: &str = "workspaced_ticket";
+
+/// Headers that belong to one hop and are never forwarded as they are.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// The proxy's long-lived parts: the pooled upstream client and the tickets.
+pub struct Proxy {
+    client: Client<HttpConnector, ProgressBody>,
+    pub tickets: Tickets,
+    upstream_timeout: Duration,
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy").finish_non_exhaustive()
+    }
+}
+
+impl Proxy {
+    pub fn new(
+        upstream_timeout: Duration,
+        tracker: TaskTracker,
+        cancel: CancellationToken,
+    ) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(connector);
+        Proxy {
+            client,
+            tickets: Tickets::default(),
+            upstream_timeout,
+            tracker,
+            cancel,
+        }
+    }
+
+    /// For a connection task the proxy does not spawn itself (a tunnel
+    /// after its upgrade): a token that keeps the shutdown drain waiting,
+    /// and the signal to stop.
+    pub fn task(
+        &self,
+    ) -> (
+        tokio_util::task::task_tracker::TaskTrackerToken,
+        CancellationToken,
+    ) {
+        (self.tracker.token(), self.cancel.clone())
+    }
+}
+
+/// The port a `Host` routes to: its first label (any `:port` removed)
+/// starts with `<digits>-`. `Some(Err(()))` for digits that are no port.
+pub fn host_port(host: &str) -> Option<Result<u16, ()>> {
+    let label = host.split(['.', ':']).next()?;
+    let (digits, _) = label.split_once('-')?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(parse_port(digits).ok_or(()))
+}
+
+/// A port number from 1 to 65535.
+pub fn parse_port(s: &str) -> Option<u16> {
+    if s.is_empty() || s.len() > 5 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse::<u16>().ok().filter(|&p| p > 0)
+}
+
+pub fn invalid_port(got: &str) -> ApiError {
+    let got: String = got.chars().take(20).collect();
+    ApiError::bad_request(
+        "invalid_port",
+        format!("the port must be a number from 1 to 65535, got {got:?}"),
+    )
+}
+
+fn unavailable(port: u16, page: bool) -> Response {
+    if page {
+        return pages::port_unavailable(port);
+    }
+    ApiError::new(
+        StatusCode::BAD_GATEWAY,
+        "port_not_available",
+        format!("nothing is listening on port {port}, or its visibility is none"),
+    )
+    .into_response()
+}
+
+/// Proxies one request to `port`. `prefix` is the path that names the port
+/// in the path form (`/proxy/3000`), removed before forwarding.
+pub async fn handle(app: Arc<App>, port: u16, prefix: Option<String>, req: Request) -> Response {
+    let (mut parts, body) = req.into_parts();
+    let page = auth::is_page_load(&parts.method, &parts.headers);
+    if parts.headers.contains_key(header::CONTENT_LENGTH)
+        && parts.headers.contains_key(header::TRANSFER_ENCODING)
+    {
+        return ApiError::bad_request(
+            "ambiguous_framing",
+            "a request may not carry both Content-Length and Transfer-Encoding",
+        )
+        .into_response();
+    }
+    let Some((visibility, upstream)) = app
+        .ports
+        .target(port)
+        .filter(|(v, _)| *v != Visibility::None)
+    else {
+        return unavailable(port, page);
+    };
+
+    let query = parts.uri.query().map(str::to_owned);
+    if let Some(ticket) = auth::query_param(query.as_deref(), TICKET_PARAM) {
+        if let Some(session) = app.proxy.tickets.redeem(&ticket, port, Instant::now()) {
+            return redirect_with_cookie(&parts, &session);
+        }
+    }
+    let counts = match visibility {
+        Visibility::Public => app.config.public_traffic_is_activity,
+        _ => {
+            let refuse = |status| {
+                if page {
+                    pages::port_refused(status, port)
+                } else if status == StatusCode::FORBIDDEN {
+                    ApiError::forbidden().into_response()
+                } else {
+                    ApiError::unauthorized().into_response()
+                }
+            };
+            let Some((id, from_query)) = identity(&app, port, &parts) else {
+                return refuse(StatusCode::UNAUTHORIZED);
+            };
+            if visibility == Visibility::Private && id.role != Role::Owner {
+                return refuse(StatusCode::FORBIDDEN);
+            }
+            if let Some(credential) = from_query {
+                if page && !auth::is_websocket_upgrade(&parts.headers) {
+                    return redirect_with_cookie(&parts, &credential);
+                }
+            }
+            true
+        }
+    };
+    if counts {
+        app.activity.touch(ActivitySource::Proxy);
+    }
+
+    let upgrade = is_upgrade(&parts.headers);
+    let client_upgrade = if upgrade {
+        parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
+    } else {
+        None
+    };
+    let uri = match upstream_uri(upstream, &parts.uri, prefix.as_deref()) {
+        Some(u) => u,
+        None => {
+            return ApiError::bad_request("invalid_path", "the path cannot be forwarded")
+                .into_response()
+        }
+    };
+    let client_ip = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let headers = upstream_headers(&app, &parts.headers, client_ip, upgrade);
+    let progress = Progress::new();
+    let body = ProgressBody {
+        inner: if upgrade { Body::empty() } else { body },
+        progress: progress.clone(),
+    };
+    let mut up_req = hyper::Request::new(body);
+    *up_req.method_mut() = parts.method.clone();
+    *up_req.uri_mut() = uri;
+    *up_req.headers_mut() = headers;
+
+    let sent = app.proxy.client.request(up_req);
+    let mut resp = match until_quiet(sent, &progress, app.proxy.upstream_timeout).await {
+        None => {
+            return ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                format!(
+                    "the server on port {port} did not answer within {}s",
+                    app.proxy.upstream_timeout.as_secs()
+                ),
+            )
+            .into_response()
+        }
+        Some(Err(e)) if e.is_connect() => return unavailable(port, page),
+        Some(Err(e)) => {
+            tracing::debug!(error = %e, port, "upstream failed");
+            return ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "upstream_failed",
+                format!("the server on port {port} closed the connection without an answer"),
+            )
+            .into_response();
+        }
+        Some(Ok(r)) => r,
+    };
+
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let Some(client_upgrade) = client_upgrade else {
+            return ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "upstream_failed",
+                format!("the server on port {port} switched protocols unasked"),
+            )
+            .into_response();
+        };
+        let upstream_upgrade = hyper::upgrade::on(&mut resp);
+        let activity = counts.then(|| app.activity.clone());
+        let cancel = app.proxy.cancel.clone();
+        app.proxy.tracker.spawn(
+            async move {
+                let (Ok(a), Ok(b)) = tokio::join!(client_upgrade, upstream_upgrade) else {
+                    tracing::debug!("an upgrade did not complete");
+                    return;
+                };
+                tokio::select! {
+                    _ = cancel.cancelled() => {}
+                    _ = splice::splice(TokioIo::new(a), TokioIo::new(b), activity) => {}
+                }
+            }
+            .instrument(tracing::debug_span!("upgraded", port)),
+        );
+        let (head, _) = resp.into_parts();
+        return Response::from_parts(head, Body::empty());
+    }
+
+    let (mut head, incoming) = resp.into_parts();
+    strip_hop_by_hop(&mut head.headers);
+    Response::from_parts(head, Body::new(incoming))
+}
+
+/// The daemon's credential in this request, if any, in the proxy's order:
+/// ticket session or session cookie first, then the header, then the query
+/// (page loads and upgrades). The query's credential is returned too.
+fn identity(app: &App, port: u16, parts: &Parts) -> Option<(Identity, Option<String>)> {
+    let owner = Identity {
+        role: Role::Owner,
+        user: None,
+    };
+    for c in cookies(&parts.headers, auth::COOKIE) {
+        if app.proxy.tickets.is_session(&c, port) {
+            return Some((owner, None));
+        }
+        if let Some(id) = app.auth.check(&c) {
+            return Some((id, None));
+        }
+    }
+    if let Some(id) = bearer(&parts.headers).and_then(|t| app.auth.check(t)) {
+        return Some((id, None));
+    }
+    if auth::is_page_load(&parts.method, &parts.headers)
+        || auth::is_websocket_upgrade(&parts.headers)
+    {
+        let t = auth::query_param(parts.uri.query(), auth::QUERY_PARAM)?;
+        let id = app.auth.check(&t)?;
+        return Some((id, Some(t)));
+    }
+    None
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let t = v
+        .strip_prefix("Bearer ")
+        .or_else(|| v.strip_prefix("bearer "))?;
+    Some(t.trim())
+}
+
+/// Every value of a cookie (a browser may send one per matching path).
+fn cookies(headers: &HeaderMap, name: &str) -> Vec<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| {
+            let (k, v) = c.trim().split_once('=')?;
+            (k == name).then(|| v.to_owned())
+        })
+        .collect()
+}
+
+/// 303 to the same URL without the credential parameters, with the session cookie.
+fn redirect_with_cookie(parts: &Parts, session: &str) -> Response {
+    let query = auth::strip_query_params(
+        parts.uri.query().unwrap_or(""),
+        &[auth::QUERY_PARAM, TICKET_PARAM],
+    );
+    let location = if query.is_empty() {
+        parts.uri.path().to_owned()
+    } else {
+        format!("{}?{query}", parts.uri.path())
+    };
+    let cookie = auth::session_cookie(session, auth::is_secure(&parts.headers));
+    let mut resp = StatusCode::SEE_OTHER.into_response();
+    let h = resp.headers_mut();
+    if let (Ok(l), Ok(c)) = (
+        HeaderValue::from_str(&location),
+        HeaderValue::from_str(&cookie),
+    ) {
+        h.insert(header::LOCATION, l);
+        h.insert(header::SET_COOKIE, c);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// The upstream URI: the path without the proxy prefix, the query without
+/// the daemon's parameters and otherwise byte for byte.
+fn upstream_uri(upstream: SocketAddr, uri: &Uri, prefix: Option<&str>) -> Option<Uri> {
+    let path = uri.path();
+    let path = match prefix {
+        Some(p) => path.strip_prefix(p)?,
+        None => path,
+    };
+    let path = if path.is_empty() { "/" } else { path };
+    let mut s = format!("http://{upstream}{path}");
+    if let Some(q) = uri.query() {
+        let ours = |pair: &str| {
+            let k = pair.split_once('=').map_or(pair, |(k, _)| k);
+            k == auth::QUERY_PARAM || k == TICKET_PARAM
+        };
+        let q = if q.split('&').any(ours) {
+            auth::strip_query_params(q, &[auth::QUERY_PARAM, TICKET_PARAM])
+        } else {
+            q.to_owned()
+        };
+        if !q.is_empty() {
+            s.push('?');
+            s.push_str(&q);
+        }
+    }
+    s.parse().ok()
+}
+
+fn strip_hop_by_hop(h: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for name in listed {
+        h.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        h.remove(*name);
+    }
+}
+
+/// The headers the app sees: hop-by-hop removed (the upgrade kept), the
+/// daemon's credential removed, `X-Forwarded-*` set.
+fn upstream_headers(
+    app: &App,
+    incoming: &HeaderMap,
+    client_ip: Option<std::net::IpAddr>,
+    upgrade: bool,
+) -> HeaderMap {
+    let mut h = incoming.clone();
+    let upgrade_to = h.get(header::UPGRADE).cloned();
+    strip_hop_by_hop(&mut h);
+    if upgrade {
+        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        if let Some(u) = upgrade_to {
+            h.insert(header::UPGRADE, u);
+        }
+    }
+    if bearer(incoming).is_some_and(|t| app.auth.is_own(t)) {
+        h.remove(header::AUTHORIZATION);
+    }
+    if h.contains_key(header::COOKIE) {
+        let kept: Vec<String> = h
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .filter(|c| c.split_once('=').map_or(*c, |(k, _)| k) != auth::COOKIE)
+            .map(str::to_owned)
+            .collect();
+        h.remove(header::COOKIE);
+        if let Ok(v) = HeaderValue::from_str(&kept.join("; ")) {
+            if !kept.is_empty() {
+                h.insert(header::COOKIE, v);
+            }
+        }
+    }
+    if let Some(ip) = client_ip {
+        let xff = match incoming
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(prev) => format!("{prev}, {ip}"),
+            None => ip.to_string(),
+        };
+        if let Ok(v) = HeaderValue::from_str(&xff) {
+            h.insert("x-forwarded-for", v);
+        }
+    }
+    if !h.contains_key("x-forwarded-proto") {
+        h.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    }
+    if !h.contains_key("x-forwarded-host") {
+        if let Some(host) = incoming.get(header::HOST) {
+            h.insert("x-forwarded-host", host.clone());
+        }
+    }
+    h
+}
+
+/// When the request body last moved, so the upstream timeout counts from
+/// the end of an upload rather than its start.
+#[derive(Clone)]
+struct Progress {
+    start: tokio::time::Instant,
+    last_ms: Arc<AtomicU64>,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Progress {
+            start: tokio::time::Instant::now(),
+            last_ms: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = self.start.elapsed().as_millis() as u64;
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> tokio::time::Instant {
+        self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
+}
+
+/// Awaits `fut` unless `limit` passes with neither an answer nor request body progress.
+async fn until_quiet<F: std::future::Future>(
+    fut: F,
+    progress: &Progress,
+    limit: Duration,
+) -> Option<F::Output> {
+    tokio::pin!(fut);
+    loop {
+        let deadline = progress.last() + limit;
+        tokio::select! {
+            out = &mut fut => return Some(out),
+            _ = tokio::time::sleep_until(deadline) => {
+                if progress.last() + limit <= tokio::time::Instant::now() {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// The client's body, streamed as it comes, noting progress.
+struct ProgressBody {
+    inner: Body,
+    progress: Progress,
+}
+
+impl hyper::body::Body for ProgressBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        if r.is_ready() {
+            self.progress.touch();
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_labels() {
+        assert_eq!(host_port("3000-ws1.example.dev"), Some(Ok(3000)));
+        assert_eq!(host_port("3000-ws1.example.dev:443"), Some(Ok(3000)));
+        assert_eq!(host_port("8080-x"), Some(Ok(8080)));
+        assert_eq!(host_port("0-ws.example"), Some(Err(())));
+        assert_eq!(host_port("70000-ws.example"), Some(Err(())));
+        assert_eq!(host_port("abc-ws.example"), None);
+        assert_eq!(host_port("3000ws.example"), None);
+        assert_eq!(host_port("-ws.example"), None);
+        assert_eq!(host_port("127.0.0.1:60080"), None);
+        assert_eq!(host_port("localhost"), None);
+    }
+
+    #[test]
+    fn upstream_uris() {
+        let up: SocketAddr = "[::1]:3000".parse().unwrap();
+        let u = |s: &str, p: Option<&str>| {
+            upstream_uri(up, &s.parse().unwrap(), p)
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(u("/proxy/3000", Some("/proxy/3000")), "http://[::1]:3000/");
+        assert_eq!(
+            u(
+                "/proxy/3000/a%20b?x=1&access_token=t&y=%2F&",
+                Some("/proxy/3000")
+            ),
+            "http://[::1]:3000/a%20b?x=1&y=%2F&"
+        );
+        assert_eq!(u("/a?workspaced_ticket=t", None), "http://[::1]:3000/a");
+        assert_eq!(u("/a?b=c+d&&e", None), "http://[::1]:3000/a?b=c+d&&e");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_upstream_timeout_counts_from_the_last_body_progress() {
+        let limit = Duration::from_secs(60);
+        let progress = Progress::new();
+        let start = tokio::time::Instant::now();
+        let p = progress.clone();
+        let uploader = tokio::spawn(async move {
+            for _ in 0..3 {
+                tokio::time::sleep(Duration::from_secs(50)).await;
+                p.touch();
+            }
+        });
+        let out = until_quiet(std::future::pending::<()>(), &progress, limit).await;
+        assert!(out.is_none());
+        assert_eq!(start.elapsed(), Duration::from_secs(150 + 60));
+        uploader.await.unwrap();
+
+        let answer = async {
+            tokio::time::sleep(Duration::from_secs(59)).await;
+            7
+        };
+        assert_eq!(until_quiet(answer, &Progress::new(), limit).await, Some(7));
+    }
+
+    #[test]
+    fn hop_by_hop_and_listed_headers_go() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, "keep-alive, x-secret".parse().unwrap());
+        h.insert("x-secret", "1".parse().unwrap());
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+        h.insert("x-kept", "1".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-kept"));
+    }
+}

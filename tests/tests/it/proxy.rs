@@ -1,0 +1,637 @@
+//! The reverse proxy: routing by path and host, streaming, SSE, WebSocket,
+//! credentials never reaching the app, visibility, and bad input.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use integration_tests::{jwt, upstream, TestDaemon, TOKEN};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
+
+use crate::ports::{set_visibility, wait_listening};
+
+const HTML: &str = "text/html,application/xhtml+xml";
+
+/// Sends raw bytes, returns everything read until the server closes (10 s at most).
+async fn raw(addr: &str, request: &[u8]) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn proxied(d: &TestDaemon, app: &upstream::App, visibility: &str) {
+    wait_listening(d, app.port()).await;
+    assert_eq!(
+        set_visibility(d, app.port(), visibility).await.status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn path_and_host_routing_reach_the_app() {
+    let d = TestDaemon::start();
+    let app = upstream::start("127.0.0.1:0").await;
+    let v6 = upstream::start("[::1]:0").await;
+    proxied(&d, &app, "private").await;
+    proxied(&d, &v6, "private").await;
+    let p = app.port();
+
+    let r = d
+        .req(Method::GET, &format!("/proxy/{p}/hello/a%20b?x=1&y=%2F&&z"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "hello from the app");
+    let seen = app.seen_at("/hello/a%20b");
+    assert_eq!(
+        seen[0].target, "/hello/a%20b?x=1&y=%2F&&z",
+        "query byte for byte"
+    );
+    assert_eq!(seen[0].header("x-forwarded-for"), Some("127.0.0.1"));
+    assert_eq!(seen[0].header("x-forwarded-proto"), Some("http"));
+    assert_eq!(seen[0].header("x-forwarded-host"), Some(d.addr.as_str()));
+
+    // The app bound to [::1] only is reached over IPv6 loopback.
+    let r = d
+        .req(Method::GET, &format!("/proxy/{}/v6", v6.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(v6.seen_at("/v6").len(), 1);
+
+    // /proxy/{port} without the slash redirects, query kept.
+    let no_redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = no_redirect
+        .get(d.url(&format!("/proxy/{p}?q=1")))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(r.headers()["location"], format!("/proxy/{p}/?q=1"));
+
+    // Host routing: every path belongs to the app, even the daemon's own.
+    for path in ["/api/v1/ports", "/healthz", "/host"] {
+        let r = d
+            .req(Method::GET, path)
+            .header("host", format!("{p}-ws-test.example.dev:8443"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(r.text().await.unwrap(), "hello from the app", "{path}");
+    }
+    let seen = app.seen_at("/api/v1/ports");
+    assert_eq!(
+        seen[0].header("host"),
+        Some(format!("{p}-ws-test.example.dev:8443").as_str())
+    );
+
+    // A first label that does not start with digits and a dash is the daemon's.
+    let r = d
+        .http
+        .get(d.url("/healthz"))
+        .header("host", "abc-ws-test.example.dev")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["status"], "ok");
+    for host in ["99999-ws.example.dev", "0-ws.example.dev"] {
+        let r = d
+            .http
+            .get(d.url("/"))
+            .header("host", host)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{host}");
+        assert_eq!(
+            r.json::<Value>().await.unwrap()["error"]["code"],
+            "invalid_port"
+        );
+    }
+    for path in [
+        "/proxy/0/",
+        "/proxy/65536/",
+        "/proxy/abc/",
+        "/proxy/99999999999/x",
+        "/proxy/-1",
+    ] {
+        let r = d.req(Method::GET, path).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{path}");
+        assert_eq!(
+            r.json::<Value>().await.unwrap()["error"]["code"],
+            "invalid_port"
+        );
+    }
+}
+
+#[tokio::test]
+async fn host_routing_can_be_turned_off() {
+    let d = TestDaemon::builder().arg("host-routing", "false").start();
+    let app = upstream::start("127.0.0.1:0").await;
+    proxied(&d, &app, "public").await;
+    let r = d
+        .http
+        .get(d.url("/healthz"))
+        .header("host", format!("{}-ws.example", app.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["status"], "ok");
+}
+
+#[tokio::test]
+async fn the_app_never_sees_the_daemons_credential() {
+    let d = TestDaemon::builder()
+        .arg("port-url-template", "http://${PORT}-ws-test.example.dev/")
+        .start();
+    let app = upstream::start("127.0.0.1:0").await;
+    proxied(&d, &app, "private").await;
+    let p = app.port();
+    let owner_jwt = jwt("owner", "ws-test", 600);
+    let no_redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+
+    // Header, query (with an upgrade-free API call the query is ignored, so
+    // the header authorizes), cookie.
+    let r = d
+        .http
+        .get(d.url(&format!("/proxy/{p}/rec?access_token={TOKEN}&keep=1")))
+        .bearer_auth(TOKEN)
+        .header("cookie", format!("a=1; workspaced_session={TOKEN}; b=2"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = d
+        .http
+        .get(d.url(&format!("/proxy/{p}/rec?x=1")))
+        .bearer_auth(&owner_jwt)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // The session cookie authorizes; the app's own Authorization passes.
+    let r = d
+        .http
+        .get(d.url(&format!("/proxy/{p}/rec?y=1")))
+        .header("cookie", format!("workspaced_session={TOKEN}"))
+        .header("authorization", "Bearer the-apps-own-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // A page load with access_token: 303 without it, with the session cookie.
+    let r = no_redirect
+        .get(d.url(&format!("/proxy/{p}/rec?access_token={TOKEN}&z=2")))
+        .header("accept", HTML)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()["location"], format!("/proxy/{p}/rec?z=2"));
+    let cookie = r.headers()["set-cookie"].to_str().unwrap();
+    assert!(
+        cookie.starts_with("workspaced_session=") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+
+    // A ticket: host-routed, single use, turned into a cookie for that host.
+    let (status, body) = d
+        .post_json(&format!("/api/v1/ports/{p}/open"), serde_json::json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let url = body["url"].as_str().unwrap();
+    let prefix = format!("http://{p}-ws-test.example.dev/?workspaced_ticket=");
+    assert!(url.starts_with(&prefix), "{url}");
+    let ticket = &url[prefix.len()..];
+    let host = format!("{p}-ws-test.example.dev");
+    let r = no_redirect
+        .get(d.url(&format!("/rec?workspaced_ticket={ticket}&t=1")))
+        .header("host", &host)
+        .header("accept", HTML)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()["location"], "/rec?t=1");
+    let set = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let session = set.split(';').next().unwrap().to_owned();
+    assert!(!session.contains(ticket) && !session.contains(TOKEN));
+    let r = no_redirect
+        .get(d.url("/rec?t=1"))
+        .header("host", &host)
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        200,
+        "the ticket's session is the owner's at that host"
+    );
+    let r = no_redirect
+        .get(d.url(&format!("/rec?workspaced_ticket={ticket}")))
+        .header("host", &host)
+        .header("accept", HTML)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "a ticket is single use");
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+
+    let seen = app.seen_at("/rec");
+    assert_eq!(seen.len(), 4, "{seen:#?}");
+    for s in &seen {
+        let all = format!("{} {:?}", s.target, s.headers);
+        for secret in [
+            TOKEN,
+            owner_jwt.as_str(),
+            ticket,
+            "workspaced_session",
+            "access_token",
+            "workspaced_ticket",
+        ] {
+            assert!(!all.contains(secret), "the app saw {secret}: {all}");
+        }
+    }
+    assert_eq!(seen[0].target, "/rec?keep=1");
+    assert_eq!(seen[0].header("cookie"), Some("a=1; b=2"));
+    assert_eq!(
+        seen[2].header("authorization"),
+        Some("Bearer the-apps-own-token")
+    );
+}
+
+#[tokio::test]
+async fn visibility_decides_who_gets_in() {
+    let d = TestDaemon::start();
+    let app = upstream::start("127.0.0.1:0").await;
+    wait_listening(&d, app.port()).await;
+    let p = app.port();
+    let member = jwt("member", "ws-test", 600);
+    let get = |cred: Option<&str>, page: bool| {
+        let mut r = d.http.get(d.url(&format!("/proxy/{p}/v")));
+        if let Some(c) = cred {
+            r = r.bearer_auth(c);
+        }
+        if page {
+            r = r.header("accept", HTML);
+        }
+        async move { r.send().await.unwrap() }
+    };
+
+    // Private by default: the owner only.
+    assert_eq!(get(Some(TOKEN), false).await.status(), 200);
+    assert_eq!(
+        get(Some(&jwt("owner", "ws-test", 600)), false)
+            .await
+            .status(),
+        200
+    );
+    let r = get(Some(&member), false).await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "forbidden"
+    );
+    let r = get(None, false).await;
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer");
+    for (cred, status) in [(None, 401), (Some(member.as_str()), 403)] {
+        let r = get(cred, true).await;
+        assert_eq!(r.status(), status);
+        assert!(r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"));
+        assert!(!r.text().await.unwrap().contains("hello from the app"));
+    }
+    let before = app.seen_at("/v").len();
+
+    assert_eq!(set_visibility(&d, p, "internal").await.status(), 200);
+    assert_eq!(get(Some(&member), false).await.status(), 200);
+    assert_eq!(get(Some(TOKEN), false).await.status(), 200);
+    assert_eq!(get(None, false).await.status(), 401);
+    assert_eq!(
+        get(Some(&jwt("member", "other-ws", 600)), false)
+            .await
+            .status(),
+        401
+    );
+
+    assert_eq!(set_visibility(&d, p, "public").await.status(), 200);
+    assert_eq!(get(None, false).await.status(), 200);
+    assert_eq!(get(Some("a-bad-credential"), false).await.status(), 200);
+
+    assert_eq!(set_visibility(&d, p, "none").await.status(), 200);
+    let r = get(Some(TOKEN), false).await;
+    assert_eq!(r.status(), 502);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "port_not_available"
+    );
+    let r = get(Some(TOKEN), true).await;
+    assert_eq!(r.status(), 502);
+    assert!(r.text().await.unwrap().contains("not available"));
+    assert_eq!(
+        app.seen_at("/v").len(),
+        before + 4,
+        "refused requests never reached the app"
+    );
+}
+
+#[tokio::test]
+async fn nothing_listening_is_502_with_a_page_for_people() {
+    let d = TestDaemon::start();
+    let r = d.req(Method::GET, "/proxy/9/").send().await.unwrap();
+    assert_eq!(r.status(), 502);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "port_not_available"
+    );
+    let r = d
+        .http
+        .get(d.url("/proxy/9/"))
+        .header("accept", HTML)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+}
+
+#[tokio::test]
+async fn server_sent_events_arrive_one_by_one() {
+    let d = TestDaemon::start();
+    let app = upstream::start("127.0.0.1:0").await;
+    proxied(&d, &app, "public").await;
+    let mut r = d
+        .http
+        .get(d.url(&format!("/proxy/{}/sse", app.port())))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    for i in 1..=3 {
+        // The app sends event i+1 only after the test has read event i.
+        let mut got = String::new();
+        while !got.ends_with("\n\n") {
+            let chunk = tokio::time::timeout(Duration::from_secs(10), r.chunk())
+                .await
+                .expect("the event arrives before the next is sent")
+                .unwrap()
+                .unwrap();
+            got.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+        assert_eq!(got, format!("data: event {i}\n\n"));
+        app.sse_next.notify_one();
+    }
+}
+
+#[tokio::test]
+async fn websocket_echo_through_the_proxy() {
+    let d = TestDaemon::start();
+    let app = upstream::start("127.0.0.1:0").await;
+    proxied(&d, &app, "private").await;
+    let mut req = format!(
+        "ws://{}/proxy/{}/ws?access_token={TOKEN}",
+        d.addr,
+        app.port()
+    )
+    .into_client_request()
+    .unwrap();
+    req.headers_mut()
+        .insert("cookie", "theme=dark".parse().unwrap());
+    let (mut ws, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
+    assert_eq!(resp.status(), 101);
+    for msg in [
+        Message::Text("hello".into()),
+        Message::Binary(vec![0u8, 1, 2, 255].into()),
+    ] {
+        ws.send(msg.clone()).await.unwrap();
+        let back = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(back, msg);
+    }
+    ws.close(None).await.unwrap();
+    let seen = app.seen_at("/ws");
+    assert_eq!(seen[0].target, "/ws", "access_token removed");
+    assert_eq!(seen[0].header("cookie"), Some("theme=dark"));
+    assert_eq!(seen[0].header("upgrade"), Some("websocket"));
+
+    // Without a credential the upgrade is refused before reaching the app.
+    let req = format!("ws://{}/proxy/{}/ws", d.addr, app.port());
+    let err = tokio_tungstenite::connect_async(req).await.unwrap_err();
+    assert!(err.to_string().contains("401"), "{err}");
+    assert_eq!(app.seen_at("/ws").len(), 1);
+}
+
+#[tokio::test]
+async fn chunked_bodies_both_ways_and_smuggling_refused() {
+    let d = TestDaemon::start();
+    let app = upstream::start("127.0.0.1:0").await;
+    proxied(&d, &app, "public").await;
+    let p = app.port();
+    let resp = raw(
+        &d.addr,
+        format!(
+            "POST /proxy/{p}/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await;
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "{head}"
+    );
+    let decoded: String = body
+        .split("\r\n")
+        .enumerate()
+        .filter(|(i, _)| i % 2 == 1)
+        .map(|(_, s)| s)
+        .collect();
+    assert_eq!(decoded, "hello, world");
+    let seen = app.seen_at("/echo");
+    assert_eq!(seen[0].header("transfer-encoding"), Some("chunked"));
+
+    let resp = raw(
+        &d.addr,
+        format!(
+            "POST /proxy/{p}/smuggle HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /proxy/{p}/smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await;
+    // The HTTP server under the router (hyper) settles the framing before any
+    // handler runs: Transfer-Encoding wins, Content-Length is dropped, and the
+    // connection closes after the answer. So the app gets one unambiguous
+    // request and the bytes smuggled after it are never read as a request.
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert_eq!(resp.matches("HTTP/1.1").count(), 1, "{resp}");
+    let seen = app.seen_at("/smuggle");
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].header("content-length"), None);
+    assert!(app.seen_at("/smuggled").is_empty());
+}
+
+#[tokio::test]
+async fn an_upstream_that_hangs_is_504_and_one_that_breaks_is_502() {
+    let d = TestDaemon::builder()
+        .env("WORKSPACED_UPSTREAM_TIMEOUT", "1s")
+        .arg("default-visibility", "public")
+        .start();
+    let (hang, _h) = upstream::hanging().await;
+    let (mid, _m) = upstream::closing_mid_body().await;
+    let (early, _e) = upstream::raw_server(|mut s| async move {
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf).await;
+    })
+    .await;
+    wait_listening(&d, hang).await;
+    wait_listening(&d, mid).await;
+    wait_listening(&d, early).await;
+
+    let started = std::time::Instant::now();
+    let r = d
+        .http
+        .get(d.url(&format!("/proxy/{hang}/")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 504);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "upstream_timeout"
+    );
+    assert!(started.elapsed() < Duration::from_secs(8));
+
+    let r = d
+        .http
+        .get(d.url(&format!("/proxy/{mid}/")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.bytes().await.is_err(),
+        "a body cut short is an error, not a short success"
+    );
+
+    // The daemon goes on serving.
+    let r = d.http.get(d.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = d
+        .http
+        .get(d.url(&format!("/proxy/{early}/")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502, "closed without an answer");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "upstream_failed"
+    );
+}
+
+/// The daemon's resident memory in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_gibibyte_streams_both_ways_in_flat_memory() {
+    const GIB: u64 = 1 << 30;
+    const BOUND_KIB: u64 = 160 * 1024;
+    let _pace = integration_tests::throughput_lock().await;
+    let d = TestDaemon::start();
+    let app = upstream::start("127.0.0.1:0").await;
+    proxied(&d, &app, "public").await;
+    let p = app.port();
+    let pid = d.pid();
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (peak, stop) = (peak.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                peak.fetch_max(rss_kib(pid), std::sync::atomic::Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+
+    // Upload: 1 GiB with a Content-Length, counted by the app as it streams.
+    let mut s = tokio::net::TcpStream::connect(&d.addr).await.unwrap();
+    s.write_all(
+        format!("POST /proxy/{p}/count HTTP/1.1\r\nHost: x\r\nContent-Length: {GIB}\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let chunk = vec![b'u'; 1 << 20];
+    for _ in 0..1024 {
+        s.write_all(&chunk).await.unwrap();
+    }
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).await.unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(resp.contains(&format!("\r\n{GIB}\r\n")), "{resp}");
+
+    // Download: 1 GiB read as it comes.
+    let mut s = tokio::net::TcpStream::connect(&d.addr).await.unwrap();
+    s.write_all(
+        format!("GET /proxy/{p}/download?n={GIB} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = s.read(&mut buf).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+    }
+    assert!(total > GIB, "headers and 1 GiB of body, got {total}");
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    sampler.join().unwrap();
+    let peak = peak.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        peak < BOUND_KIB,
+        "the daemon's RSS peaked at {peak} KiB while 2 GiB passed"
+    );
+}
