@@ -80,3 +80,44 @@ test("without a credential the console is never served", async () => {
     await d.stop();
   }
 });
+
+test("a server started in the console's terminal shows up and can be made public", async () => {
+  const d = await startDaemon(["--idle-timeout", "6", "--warn-before", "4"]);
+  const browser = await launchBrowser();
+  try {
+    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    await page.goto(d.url(`/?access_token=${TOKEN}`));
+    await page.click("#new-terminal");
+    await page.waitForSelector(".tab.active");
+    await page.waitForTimeout(300);
+    await page.keyboard.type("python3 -m http.server 0 --bind 127.0.0.1\n");
+    const text = await waitForScreen(page, (t) => /Serving HTTP on \S+ port \d+/.test(t), "the server");
+    const port = /port (\d+)/.exec(text)[1];
+    const started = Date.now();
+    const row = page.locator(`#ports tr[data-port="${port}"]`);
+    await row.waitFor({ timeout: 2000 });
+    const within = Date.now() - started;
+    assert.ok(within <= 2000, `the port appeared after ${within} ms`);
+    assert.match(await row.innerText(), /python3/);
+    // Private: no content without a credential.
+    const url = d.url(`/proxy/${port}/`);
+    assert.equal((await fetch(url)).status, 401);
+    await row.locator("select").selectOption("public");
+    const deadline = Date.now() + 5000;
+    let status = 0;
+    while (Date.now() < deadline && status !== 200) {
+      status = (await fetch(url)).status;
+      if (status !== 200) await page.waitForTimeout(50);
+    }
+    assert.equal(status, 200, "the public port answers without a credential");
+    assert.match(await (await fetch(url)).text(), /Directory listing/);
+    await shot(page, "console-4-ports");
+    // The idle warning shows before the stop.
+    await page.locator("#banner:not([hidden])").waitFor({ timeout: 15000 });
+    assert.match(await page.innerText("#banner"), /stop/i);
+    await shot(page, "console-5-idle-warning");
+  } finally {
+    await browser.close();
+    await d.stop();
+  }
+});

@@ -470,11 +470,23 @@ pub fn spawn_detector(ports: Arc<Ports>, tracker: &TaskTracker, cancel: Cancella
 async fn probe_http(addr: SocketAddr) -> bool {
     let attempt = async {
         let mut s = tokio::net::TcpStream::connect(addr).await?;
-        s.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\nUser-Agent: workspaced-probe\r\n\r\n")
+        // HEAD: the answer has no body, so closing after the status line
+        // resets nothing (a dev server would print a traceback otherwise).
+        s.write_all(b"HEAD / HTTP/1.0\r\nHost: localhost\r\nUser-Agent: workspaced-probe\r\n\r\n")
             .await?;
         let mut buf = [0u8; 5];
         s.read_exact(&mut buf).await?;
-        Ok::<_, std::io::Error>(&buf == b"HTTP/")
+        let is_http = &buf == b"HTTP/";
+        // Read the rest of the head so the close is orderly.
+        let mut head = buf.to_vec();
+        let mut rest = [0u8; 4096];
+        while head.len() < 64 * 1024 && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match s.read(&mut rest).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => head.extend_from_slice(&rest[..n]),
+            }
+        }
+        Ok::<_, std::io::Error>(is_http)
     };
     matches!(
         tokio::time::timeout(Duration::from_secs(3), attempt).await,
