@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-for pkg_cmd in "vim:vim" "git:git" "ps:procps" "curl:curl"; do
+for pkg_cmd in "vim:vim" "git:git" "ps:procps" "curl:curl" "python3:python3" "chromium:chromium" "npm:npm"; do
   cmd=${pkg_cmd%%:*} pkg=${pkg_cmd##*:}
   command -v "$cmd" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
@@ -21,3 +21,7 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --locked --bins
 cargo test --workspace --locked
+
+# The web console in a real browser (Debian's chromium driven by playwright-core).
+(cd tests/browser && npm ci --no-audit --no-fund --silent)
+node --test tests/browser/

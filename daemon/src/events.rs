@@ -12,6 +12,15 @@ pub enum Event {
         code: Option<i32>,
         signal: Option<&'static str>,
     },
+    ComponentState {
+        component: crate::health::Component,
+    },
+    IdleWarning {
+        stop_at: String,
+    },
+    Idle {
+        idle: crate::idle::IdleInfo,
+    },
     Shutdown,
 }
 

@@ -69,6 +69,10 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(e) => return usage_error(e),
             };
+            // A devfile that asks for longer timeouts than the platform's is refused here.
+            if let Err(e) = workspaced::idle::levels::from_config(&config) {
+                return usage_error(e);
+            }
             serve(config)
         }
         _ => usage_error("unknown subcommand (see workspaced --help)"),

@@ -10,13 +10,19 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::activity::Activity;
 use crate::auth::{self, Authenticator};
 use crate::config::Config;
 use crate::confine::Root;
 use crate::events::{Event, EventBus};
+use crate::health::cgroup::Cgroup;
+use crate::health::supervise::Supervisor;
+use crate::health::Components;
 use crate::http::{self, App};
+use crate::idle::Idle;
+use crate::sync::{self, SyncHub};
 use crate::terminal::{self, Terminals};
 
 /// How long processes get after SIGHUP/SIGTERM before SIGKILL at shutdown.
@@ -70,7 +76,8 @@ fn reachable(addr: SocketAddr) -> String {
 }
 
 /// Serves on `listener` until `shutdown` resolves, then drains: clients are
-/// told, terminals hung up (SIGKILL after 10 s), and the call returns.
+/// told, terminals hung up and components stopped (SIGKILL after 10 s), and
+/// the call returns. `on_idle = exit` starts the same drain.
 pub async fn run(
     listener: TcpListener,
     config: Config,
@@ -91,9 +98,55 @@ pub async fn run(
             reachable(local)
         );
     }
+    let (idle_timeout, max_active) =
+        crate::idle::levels::from_config(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let tracker = TaskTracker::new();
     let cancel = CancellationToken::new();
     let events = EventBus::default();
+    let started_at = SystemTime::now();
+    let activity = Activity::default();
+    let components = Components::new(events.clone());
+    let supervisor = Supervisor::start(
+        &config.components,
+        &components,
+        &config.logs_dir,
+        &config.workspace,
+    );
+    let idle = Arc::new(Idle::new(
+        activity.clone(),
+        idle_timeout,
+        max_active,
+        config.warn_before,
+        started_at,
+    ));
+    // `on_idle = exit` cancels this: the same drain as on SIGTERM.
+    let idle_exit = CancellationToken::new();
+    tracker.spawn(
+        crate::idle::drive(
+            idle.clone(),
+            crate::idle::Actions {
+                events: events.clone(),
+                pre_stop: config.pre_stop.clone(),
+                on_idle: config.on_idle.clone(),
+                exit: idle_exit.clone(),
+                cwd: config.workspace.clone(),
+            },
+            cancel.clone(),
+        )
+        .instrument(tracing::info_span!("idle")),
+    );
+    let cgroup = Cgroup::own();
+    if config.busy_cpu_percent > 0 {
+        tracker.spawn(
+            crate::health::cpu_activity(
+                cgroup.clone(),
+                config.busy_cpu_percent,
+                activity.clone(),
+                cancel.clone(),
+            )
+            .instrument(tracing::info_span!("cpu_activity")),
+        );
+    }
     let terminals = Arc::new(Terminals::new(
         terminal::Settings {
             scrollback_bytes: config.scrollback_bytes,
@@ -105,6 +158,26 @@ pub async fn run(
         cancel.clone(),
         events.clone(),
     ));
+    if config.terminal_output_is_activity {
+        terminals.count_output_as_activity(activity.clone());
+    }
+    // A crash may have left temporary files of interrupted writes behind.
+    let removed = crate::files::disk::remove_leftover_temps(root.path());
+    if removed > 0 {
+        tracing::info!(
+            removed,
+            "removed temporary files left by an interrupted write"
+        );
+    }
+    let sync = SyncHub::start(
+        root.path(),
+        sync::Settings {
+            watch_limit: config.watch_limit,
+        },
+        &tracker,
+        cancel.clone(),
+    )
+    .context("start the file watcher")?;
     let app = Arc::new(App {
         auth: Authenticator::new(
             &token,
@@ -115,9 +188,13 @@ pub async fn run(
         root,
         terminals: terminals.clone(),
         events: events.clone(),
-        activity: Activity::default(),
+        activity,
+        components,
+        idle,
+        cgroup,
+        sync,
         draining: AtomicBool::new(false),
-        started_at: SystemTime::now(),
+        started_at,
     });
     tracing::info!(listen = %local, workspace = %app.config.workspace.display(), name = %app.config.name, "serving");
 
@@ -132,12 +209,15 @@ pub async fn run(
         })
     };
 
-    shutdown.await;
+    tokio::select! {
+        _ = shutdown => {}
+        _ = idle_exit.cancelled() => {}
+    }
     tracing::info!("shutting down");
     app.draining.store(true, Ordering::SeqCst);
     events.send(Event::Shutdown);
     cancel.cancel();
-    terminals.shutdown_all(KILL_AFTER).await;
+    tokio::join!(terminals.shutdown_all(KILL_AFTER), supervisor.shutdown());
     tracker.close();
     let _ = tokio::time::timeout(Duration::from_secs(2), tracker.wait()).await;
     stop_serving.cancel();

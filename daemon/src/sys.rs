@@ -15,3 +15,12 @@ pub fn password_mode(fd: RawFd) -> Option<bool> {
     }
     Some(t.c_lflag & libc::ICANON != 0 && t.c_lflag & libc::ECHO == 0)
 }
+
+/// The foreground process group of the terminal whose master is `fd`.
+/// `None` when the descriptor cannot be queried.
+pub fn foreground_pgrp(fd: RawFd) -> Option<i32> {
+    // SAFETY: tcgetpgrp takes a descriptor by value and only reads it; a
+    // closed one gives -1 (EBADF).
+    let pgrp = unsafe { libc::tcgetpgrp(fd) };
+    (pgrp > 0).then_some(pgrp)
+}

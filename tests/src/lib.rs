@@ -88,6 +88,7 @@ pub struct Builder {
     config: Option<String>,
     token: Option<String>,
     workspace: Option<tempfile::TempDir>,
+    state: Option<tempfile::TempDir>,
 }
 
 impl Builder {
@@ -121,11 +122,17 @@ impl Builder {
         self
     }
 
+    /// Uses this directory for the state (e.g. a previous daemon's).
+    pub fn state(mut self, dir: tempfile::TempDir) -> Self {
+        self.state = Some(dir);
+        self
+    }
+
     pub fn start(self) -> TestDaemon {
         let workspace = self
             .workspace
             .unwrap_or_else(|| tempfile::tempdir().unwrap());
-        let state = tempfile::tempdir().unwrap();
+        let state = self.state.unwrap_or_else(|| tempfile::tempdir().unwrap());
         let secret = state.path().join("jwt-secret");
         std::fs::write(&secret, JWT_SECRET).unwrap();
         let mut cmd = Command::new(daemon_binary());
@@ -213,6 +220,7 @@ impl TestDaemon {
             config: None,
             token: Some(TOKEN.to_owned()),
             workspace: None,
+            state: None,
         }
     }
 
@@ -397,7 +405,7 @@ impl Ws {
         mut pred: impl FnMut(&[u8]) -> bool,
     ) -> Vec<u8> {
         let mut out = Vec::new();
-        let deadline = tokio::time::Instant::now() + WAIT;
+        let deadline = tokio::time::Instant::now() + 4 * WAIT;
         while !pred(&out) {
             assert!(
                 tokio::time::Instant::now() < deadline,

@@ -78,6 +78,13 @@ pub const KEYS: &[Key] = &[
     key("max_body_bytes", BYTES),
     key("max_ws_message_bytes", BYTES),
     key("max_apply_changes", BYTES),
+    key(
+        "watch_limit",
+        Kind::Int {
+            min: 0,
+            max: i64::MAX,
+        },
+    ),
     key("max_visibility", Kind::Enum(VISIBILITIES)),
     key("default_visibility", Kind::Enum(VISIBILITIES)),
     key("ignore_ports", Kind::PortList),
@@ -134,7 +141,7 @@ impl Key {
             Kind::PortList => "a list of ports from 1 to 65535 (comma-separated as a flag)".into(),
             Kind::StrList => "a list of strings (comma-separated as a flag)".into(),
             Kind::OnIdle => {
-                "\"report\", \"exit\", { exec = [\"cmd\", \"arg\"] } or { webhook = \"URL\" }"
+                "\"report\", \"exit\", { exec = [\"cmd\", \"arg\"] } or { webhook = \"http://...\" }"
                     .into()
             }
             Kind::Table => "a table (config file only)".into(),

@@ -104,6 +104,9 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub max_ws_message_bytes: usize,
     pub max_apply_changes: usize,
+    /// Inotify watches the daemon allows itself (0: as many as the OS
+    /// gives); past it, the rest of the tree is watched by rescans.
+    pub watch_limit: usize,
     pub max_visibility: Visibility,
     pub default_visibility: Visibility,
     pub ignore_ports: Vec<u16>,
@@ -221,7 +224,9 @@ fn from_toml(key: &Key, value: &toml::Value) -> Result<Val, ConfigError> {
                     .map(|v| v.as_str().map(str::to_owned).ok_or_else(bad))
                     .collect::<Result<_, _>>()
                     .map(|c| Val::OnIdle(OnIdle::Exec(c))),
-                (None, Some(V::String(url))) if only && url.starts_with("http") => {
+                // Only plain http: the daemon's small client has no TLS, and
+                // a webhook that can never be delivered must fail the start.
+                (None, Some(V::String(url))) if only && url.starts_with("http://") => {
                     Ok(Val::OnIdle(OnIdle::Webhook(url.clone())))
                 }
                 _ => Err(bad()),
@@ -440,6 +445,22 @@ fn build(mut vals: BTreeMap<&'static str, Val>, sources: &Sources) -> Result<Con
                 "invalid setting components[{i}]: name and a non-empty command are required"
             )));
         }
+        // The name is a log file's name and must not collide with a built-in.
+        let bad_name = c.name.contains(['/', '\0'])
+            || c.name.starts_with('.')
+            || ["watcher", "ports"].contains(&c.name.as_str())
+            || components[..i].iter().any(|o| o.name == c.name);
+        if bad_name {
+            return Err(ConfigError(format!(
+                "invalid setting components[{i}].name: got {:?}, expected a unique name without '/' that does not start with '.' and is not watcher or ports",
+                c.name
+            )));
+        }
+        if c.health_path.is_some() && c.port.is_none() {
+            return Err(ConfigError(format!(
+                "invalid setting components[{i}].health_path: it is probed on port, so port is required too"
+            )));
+        }
     }
     let containers: BTreeMap<String, String> = match take("containers") {
         Some(Val::Table(v)) => v.try_into().map_err(|e: toml::de::Error| {
@@ -473,6 +494,7 @@ fn build(mut vals: BTreeMap<&'static str, Val>, sources: &Sources) -> Result<Con
         max_body_bytes: int(take("max_body_bytes"), 64 << 20) as usize,
         max_ws_message_bytes: int(take("max_ws_message_bytes"), 64 << 20) as usize,
         max_apply_changes: int(take("max_apply_changes"), 10_000) as usize,
+        watch_limit: int(take("watch_limit"), 0) as usize,
         max_visibility,
         default_visibility: default_visibility.min(max_visibility),
         ignore_ports,
@@ -596,6 +618,18 @@ mod tests {
         assert_eq!(c.on_idle, OnIdle::Webhook("http://127.0.0.1:9/x".into()));
         assert_eq!(c.components[0].port, Some(60001));
         assert!(c.components[0].required);
+
+        for (bad, named) in [
+            ("on_idle = { webhook = \"https://example.test/x\" }\n", "on_idle"),
+            ("[[components]]\nname = \"a/b\"\ncommand = [\"x\"]\n", "components[0].name"),
+            ("[[components]]\nname = \"ports\"\ncommand = [\"x\"]\n", "components[0].name"),
+            ("[[components]]\nname = \"a\"\ncommand = [\"x\"]\n[[components]]\nname = \"a\"\ncommand = [\"y\"]\n", "components[1].name"),
+            ("[[components]]\nname = \"a\"\ncommand = [\"x\"]\nhealth_path = \"/h\"\n", "components[0].health_path"),
+        ] {
+            std::fs::write(&file, bad).unwrap();
+            let e = Config::load(&sources(&[("config", file.to_str().unwrap())], &[])).unwrap_err();
+            assert!(e.0.contains(named), "{bad}: {e}");
+        }
 
         std::fs::write(&file, "max_termnals = 3\n").unwrap();
         let e = Config::load(&sources(&[("config", file.to_str().unwrap())], &[])).unwrap_err();

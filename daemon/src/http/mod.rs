@@ -4,7 +4,10 @@
 
 pub mod error;
 mod extract;
+mod files;
 mod pages;
+mod status;
+mod sync;
 mod terminals;
 
 use std::net::SocketAddr;
@@ -27,6 +30,7 @@ use crate::auth::{self, Authenticator, Role};
 use crate::config::Config;
 use crate::confine::Root;
 use crate::events::EventBus;
+use crate::sync::SyncHub;
 use crate::terminal::Terminals;
 pub use error::ApiError;
 pub use extract::ApiJson;
@@ -39,6 +43,10 @@ pub struct App {
     pub terminals: Arc<Terminals>,
     pub events: EventBus,
     pub activity: Activity,
+    pub components: crate::health::Components,
+    pub idle: Arc<crate::idle::Idle>,
+    pub cgroup: crate::health::cgroup::Cgroup,
+    pub sync: SyncHub,
     pub draining: AtomicBool,
     pub started_at: SystemTime,
 }
@@ -58,7 +66,7 @@ type ApiRoute = (Method, &'static str, MethodRouter<AppState>);
 /// router is built from this list, so a route cannot miss the credential
 /// check, and tests walk the same list.
 fn api_routes() -> Vec<ApiRoute> {
-    use axum::routing::{delete, post};
+    use axum::routing::{delete, post, put};
     vec![
         (Method::GET, "/api/v1/terminals", get(terminals::list)),
         (Method::POST, "/api/v1/terminals", post(terminals::create)),
@@ -78,6 +86,15 @@ fn api_routes() -> Vec<ApiRoute> {
             get(terminals::attach),
         ),
         (Method::GET, "/api/v1/events", get(terminals::events)),
+        (Method::GET, "/api/v1/status", get(status::status)),
+        (Method::GET, "/api/v1/idle", get(status::get_idle)),
+        (Method::PUT, "/api/v1/idle", put(status::put_idle)),
+        (Method::POST, "/api/v1/activity", post(status::heartbeat)),
+        (Method::GET, "/api/v1/files/{*path}", get(files::get_file)),
+        (Method::PUT, "/api/v1/files/{*path}", put(files::put_file)),
+        (Method::GET, "/api/v1/tree", get(files::tree)),
+        (Method::POST, "/api/v1/sync/apply", post(files::apply)),
+        (Method::GET, "/api/v1/sync", get(sync::sync)),
     ]
 }
 
@@ -96,11 +113,13 @@ pub fn router(app: AppState) -> Router {
     }
     let owner_only = api
         .route("/", get(pages::console))
+        .route("/assets/{*path}", get(pages::asset))
         .route_layer(middleware::from_fn_with_state(app.clone(), require_owner));
 
     Router::new()
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+        .route("/readyz", get(status::readyz))
+        .route("/activity/tick", axum::routing::post(status::tick))
         .merge(owner_only)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(app.config.max_body_bytes))
@@ -110,17 +129,6 @@ pub fn router(app: AppState) -> Router {
 
 async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
-}
-
-async fn readyz(State(app): State<AppState>) -> Response {
-    if app.draining.load(Ordering::Relaxed) {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "shutting_down"})),
-        )
-            .into_response();
-    }
-    Json(json!({"status": "ready"})).into_response()
 }
 
 async fn not_found() -> ApiError {

@@ -1,6 +1,9 @@
 //! HTML answers for people: the token prompt and the console page.
 
-use axum::http::StatusCode;
+use axum::extract::Path;
+use axum::http::{header, StatusCode};
+
+use super::ApiError;
 use axum::response::{Html, IntoResponse, Response};
 
 const LOGIN: &str = r#"<!doctype html>
@@ -23,7 +26,41 @@ pub fn login(status: StatusCode) -> Response {
     (status, Html(LOGIN.replace("{{REASON}}", reason))).into_response()
 }
 
+/// The console's files, embedded from `editor-assets/console/` (the npm
+/// dependencies are fetched by `build.rs`).
+#[derive(rust_embed::Embed)]
+#[folder = "../editor-assets/console/"]
+#[include = "index.html"]
+#[include = "app.js"]
+#[include = "style.css"]
+#[include = "node_modules/@xterm/xterm/lib/xterm.js"]
+#[include = "node_modules/@xterm/xterm/css/xterm.css"]
+#[include = "node_modules/@xterm/addon-fit/lib/addon-fit.js"]
+struct Console;
+
+fn embedded(path: &str) -> Response {
+    match Console::get(path) {
+        Some(file) => {
+            let mime = mime_guess::from_path(path).first_or_octet_stream();
+            (
+                [
+                    (header::CONTENT_TYPE, mime.as_ref().to_owned()),
+                    (header::CACHE_CONTROL, "no-cache".to_owned()),
+                ],
+                file.data.into_owned(),
+            )
+                .into_response()
+        }
+        None => ApiError::not_found(format!("console file {path:?}")).into_response(),
+    }
+}
+
 /// The console at `/`.
 pub async fn console() -> Response {
-    Html(include_str!("../../../editor-assets/console/index.html")).into_response()
+    embedded("index.html")
+}
+
+/// The console's scripts and styles at `/assets/{*path}`.
+pub async fn asset(Path(path): Path<String>) -> Response {
+    embedded(&path)
 }

@@ -129,7 +129,7 @@ pub async fn attach(
             ApiError::bad_request("invalid_offset", "offset must be a non-negative integer")
         })?),
     };
-    let total = t.output.lock().unwrap().ring.end();
+    let total = t.output.lock().unwrap().end();
     if offset.is_some_and(|n| n > total) {
         return Err(ApiError::bad_request(
             "invalid_offset",

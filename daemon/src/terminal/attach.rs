@@ -58,20 +58,18 @@ pub async fn run(
     // missed or repeated between the replay and live output.
     let (mut cursor, first, screen) = {
         let mut out = t.output.lock().unwrap();
-        out.clients += 1;
-        let total = out.ring.end();
-        let echo = out.echo;
-        match offset.filter(|&n| n >= out.ring.start()) {
-            Some(n) => (
-                n,
-                json!({"type":"attached","offset":n,"output_offset":total,"replay":"bytes","echo":echo}),
-                None,
-            ),
-            None => (
-                total,
-                json!({"type":"attached","offset":total,"output_offset":total,"replay":"screen","echo":echo}),
-                Some(out.screen()),
-            ),
+        match offset.filter(|&n| n >= out.start()) {
+            Some(n) => {
+                out.clients += 1;
+                let first = json!({"type":"attached","offset":n,"output_offset":out.end(),"replay":"bytes","echo":out.echo});
+                (n, first, None)
+            }
+            None => {
+                drop(out);
+                let (screen, at, echo) = t.attach_screen();
+                let first = json!({"type":"attached","offset":at,"output_offset":at,"replay":"screen","echo":echo});
+                (at, first, Some(screen))
+            }
         }
     };
     let _guard = ClientGuard(t.clone());
@@ -148,14 +146,14 @@ pub async fn run(
         // Everything already produced is sent before waiting again.
         let (lagged, exited) = {
             let out = t.output.lock().unwrap();
-            let end = out.ring.end();
+            let end = out.end();
             let mut lagged = None;
-            if cursor < out.ring.start() || end - cursor > queue_limit as u64 {
+            if cursor < out.start() || end - cursor > queue_limit as u64 {
                 cursor = end;
                 lagged = Some(end);
             }
             buf.clear();
-            let n = out.ring.read(cursor, MAX_FRAME, &mut buf).unwrap_or(0);
+            let n = out.read(cursor, MAX_FRAME, &mut buf).unwrap_or(0);
             cursor += n as u64;
             let exited = (cursor == end).then(|| out.exited.clone()).flatten();
             (lagged, exited)

@@ -38,13 +38,17 @@ pub enum Control {
     Mode { echo: bool },
 }
 
-/// Everything mutable about a terminal's output, under one lock so the
-/// offset, the ring and the screen always agree.
+/// Unparsed output beyond which the PTY reader waits for the emulator.
+const MAX_BACKLOG: u64 = 8 << 20;
+/// Bytes fed to the emulator at once.
+const PARSE_BATCH: usize = 256 * 1024;
+
+/// Everything mutable about a terminal's output and clients, under one
+/// lock so that offsets, kept bytes and the client count always agree.
 pub struct Output {
-    pub ring: Ring,
-    parser: vt100::Parser,
-    /// Output offset up to which `parser` has been fed.
-    parsed: u64,
+    ring: Ring,
+    /// `scrollback_bytes`: how much output stays available for replay.
+    keep: u64,
     pub cols: u16,
     pub rows: u16,
     pub exited: Option<ExitStatus>,
@@ -53,11 +57,10 @@ pub struct Output {
 }
 
 impl Output {
-    fn new(cols: u16, rows: u16, scrollback: usize) -> Self {
+    fn new(cols: u16, rows: u16, keep: usize) -> Self {
         Output {
-            ring: Ring::new(scrollback),
-            parser: vt100::Parser::new(rows, cols, 0),
-            parsed: 0,
+            ring: Ring::default(),
+            keep: keep as u64,
             cols,
             rows,
             exited: None,
@@ -66,60 +69,31 @@ impl Output {
         }
     }
 
-    /// Feeds the emulator up to offset `to` (which the ring still holds).
-    /// The emulator is fed lazily, in big batches: right before bytes leave
-    /// the ring and whenever the screen is needed.
-    fn parse_to(&mut self, to: u64) {
-        let mut buf = Vec::new();
-        while self.parsed < to {
-            buf.clear();
-            let n = self
-                .ring
-                .read(self.parsed, (to - self.parsed) as usize, &mut buf)
-                .expect("unparsed output stays in the ring");
-            self.parser.process(&buf);
-            self.parsed += n as u64;
-        }
+    /// The oldest offset still available for replay.
+    pub fn start(&self) -> u64 {
+        self.ring.start().max(self.end().saturating_sub(self.keep))
     }
 
-    /// Appends output, keeping the emulator complete.
-    pub fn push(&mut self, data: &[u8]) {
-        let evicts = self.ring.evicts(data.len());
-        if evicts > 0 {
-            let kept = self.ring.end() - self.ring.start();
-            self.parse_to(self.ring.start() + (evicts as u64).min(kept));
-            let beyond = evicts.saturating_sub(kept as usize);
-            if beyond > 0 {
-                // Part of this very chunk will not be kept: parse it now.
-                self.parse_to(self.ring.end());
-                self.parser.process(&data[..beyond]);
-                self.parsed += beyond as u64;
-            }
-        }
-        self.ring.push(data);
+    /// The total output so far.
+    pub fn end(&self) -> u64 {
+        self.ring.end()
     }
 
-    /// Bytes that reproduce the current screen on a fresh terminal: the
-    /// alternate screen, colours, cursor, modes and title included.
-    pub fn screen(&mut self) -> Vec<u8> {
-        self.parse_to(self.ring.end());
-        let screen = self.parser.screen();
-        let mut out = Vec::with_capacity(4096);
-        out.extend_from_slice(b"\x1b[0m\x1b[?1049l\x1b[H\x1b[2J");
-        if screen.alternate_screen() {
-            out.extend_from_slice(b"\x1b[?1049h\x1b[H\x1b[2J");
+    /// Copies up to `max` bytes from `from`; `None` when `from` is no longer kept.
+    pub fn read(&self, from: u64, max: usize, out: &mut Vec<u8>) -> Option<usize> {
+        if from < self.start() {
+            return None;
         }
-        out.extend_from_slice(&screen.state_formatted());
-        out.extend_from_slice(&screen.cursor_state_formatted());
-        out
+        self.ring.read(from, max, out)
     }
+}
 
-    fn resize(&mut self, cols: u16, rows: u16) {
-        self.parse_to(self.ring.end());
-        self.parser.screen_mut().set_size(rows, cols);
-        self.cols = cols;
-        self.rows = rows;
-    }
+/// The headless terminal, fed in order by its own thread (and brought up
+/// to date by whoever needs the screen). Lock order: emulator, then output.
+struct Emulator {
+    parser: vt100::Parser,
+    /// Output offset up to which `parser` has been fed.
+    parsed: u64,
 }
 
 /// A running (or lingering) terminal.
@@ -131,6 +105,11 @@ pub struct Terminal {
     pub title: String,
     pub created_at: String,
     pub output: Mutex<Output>,
+    emulator: Mutex<Emulator>,
+    /// The emulator's progress, for the reader's trimming and back-pressure.
+    parsed: std::sync::atomic::AtomicU64,
+    /// Signalled (with `output`) whenever the emulator progresses.
+    progressed: std::sync::Condvar,
     /// Bumped whenever output arrives or the terminal exits.
     pub changed: watch::Sender<u64>,
     pub control: broadcast::Sender<Control>,
@@ -183,7 +162,7 @@ impl Terminal {
             exit_code: out.exited.as_ref().and_then(|e| e.code),
             exit_signal: out.exited.as_ref().and_then(|e| e.signal),
             clients: out.clients,
-            output_offset: out.ring.end(),
+            output_offset: out.end(),
             container: None,
         }
     }
@@ -193,20 +172,118 @@ impl Terminal {
         let _ = self.input.send(bytes).await;
     }
 
-    /// Resizes the PTY and the emulator together, under the output lock so
+    /// Resizes the PTY and the emulator together, at one output offset, so
     /// that bytes before the resize are interpreted at the old size.
     pub fn resize(&self, cols: u16, rows: u16) -> std::io::Result<()> {
+        let mut emu = self.emulator.lock().unwrap();
+        self.catch_up(&mut emu);
         let mut out = self.output.lock().unwrap();
         if out.exited.is_some() {
             return Ok(());
         }
-        out.resize(cols, rows);
+        self.feed_rest(&mut emu, &out);
+        emu.parser.screen_mut().set_size(rows, cols);
+        out.cols = cols;
+        out.rows = rows;
         self.pty.resize(cols, rows)
+    }
+
+    /// Feeds the emulator what the reader has appended, in batches, without
+    /// holding the output lock while parsing.
+    fn catch_up(&self, emu: &mut Emulator) {
+        let mut buf = Vec::with_capacity(PARSE_BATCH);
+        loop {
+            buf.clear();
+            let n = {
+                let out = self.output.lock().unwrap();
+                if emu.parsed >= out.end() {
+                    return;
+                }
+                out.ring
+                    .read(emu.parsed, PARSE_BATCH, &mut buf)
+                    .expect("unparsed output is kept")
+            };
+            emu.parser.process(&buf);
+            self.advance(emu, n);
+        }
+    }
+
+    /// Feeds the emulator the last bytes while the caller holds the output
+    /// lock, so the screen matches `out.end()` exactly.
+    fn feed_rest(&self, emu: &mut Emulator, out: &Output) {
+        let mut buf = Vec::new();
+        if let Some(n) = out.ring.read(emu.parsed, usize::MAX, &mut buf) {
+            emu.parser.process(&buf);
+            emu.parsed += n as u64;
+            self.parsed
+                .store(emu.parsed, std::sync::atomic::Ordering::Release);
+        }
+    }
+
+    fn advance(&self, emu: &mut Emulator, n: usize) {
+        emu.parsed += n as u64;
+        self.parsed
+            .store(emu.parsed, std::sync::atomic::Ordering::Release);
+        // Taking the lock orders this after a waiting reader's check.
+        drop(self.output.lock().unwrap());
+        self.progressed.notify_all();
+    }
+
+    /// Appends output (called by the PTY reader). Waits while the emulator
+    /// is more than `MAX_BACKLOG` behind; returns the locked output.
+    fn append(&self, data: &[u8]) -> std::sync::MutexGuard<'_, Output> {
+        use std::sync::atomic::Ordering;
+        let mut out = self.output.lock().unwrap();
+        while out.end() - self.parsed.load(Ordering::Acquire) > MAX_BACKLOG {
+            out = self.progressed.wait(out).unwrap();
+        }
+        out.ring.push(data);
+        let keep_from = self
+            .parsed
+            .load(Ordering::Acquire)
+            .min(out.end().saturating_sub(out.keep));
+        out.ring.trim(keep_from);
+        out
+    }
+
+    /// Registers a client that starts from the current screen: returns the
+    /// bytes that draw it and the offset they stand for.
+    pub fn attach_screen(&self) -> (Vec<u8>, u64, bool) {
+        let mut emu = self.emulator.lock().unwrap();
+        self.catch_up(&mut emu);
+        let mut out = self.output.lock().unwrap();
+        self.feed_rest(&mut emu, &out);
+        out.clients += 1;
+        (screen_bytes(emu.parser.screen()), out.end(), out.echo)
+    }
+
+    /// Runs the emulator thread's loop: parse whenever woken, until the
+    /// reader is gone, then once more.
+    fn run_emulator(&self, wake: std::sync::mpsc::Receiver<()>) {
+        while wake.recv().is_ok() {
+            let mut emu = self.emulator.lock().unwrap();
+            self.catch_up(&mut emu);
+        }
+        let mut emu = self.emulator.lock().unwrap();
+        self.catch_up(&mut emu);
     }
 
     pub fn is_exited(&self) -> bool {
         self.output.lock().unwrap().exited.is_some()
     }
+}
+
+/// Bytes that reproduce a screen on a fresh terminal: the alternate
+/// screen, colours, cursor, modes and title included.
+fn screen_bytes(screen: &vt100::Screen) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4096);
+    out.extend_from_slice(b"\x1b[0m\x1b[?1049l\x1b[H\x1b[2J");
+    if screen.alternate_screen() {
+        out.extend_from_slice(b"\x1b[?1049h\x1b[H\x1b[2J");
+    }
+    out.extend_from_slice(&screen.state_formatted());
+    out.extend_from_slice(&screen.cursor_state_formatted());
+    out
 }
 
 /// What a client asks for at create.
@@ -249,6 +326,8 @@ pub struct Terminals {
     tracker: TaskTracker,
     shutdown: CancellationToken,
     events: EventBus,
+    /// Set when terminal output counts as activity.
+    output_activity: std::sync::OnceLock<crate::activity::Activity>,
 }
 
 impl std::fmt::Debug for Terminals {
@@ -291,7 +370,14 @@ impl Terminals {
             tracker,
             shutdown,
             events,
+            output_activity: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Makes terminal output count as activity (`terminal_output_is_activity`)
+    /// for terminals started from now on.
+    pub fn count_output_as_activity(&self, activity: crate::activity::Activity) {
+        let _ = self.output_activity.set(activity);
     }
 
     pub fn list(&self) -> Vec<Arc<Terminal>> {
@@ -338,13 +424,25 @@ impl Terminals {
                 spec.rows,
                 self.settings.scrollback_bytes,
             )),
+            emulator: Mutex::new(Emulator {
+                parser: vt100::Parser::new(spec.rows, spec.cols, 0),
+                parsed: 0,
+            }),
+            parsed: Default::default(),
+            progressed: Default::default(),
             changed,
             control,
             input: input_tx,
             pty: spawned.pty,
             closing: self.shutdown.child_token(),
         });
-        let exited = process::start_io(&terminal, spawned.reader, spawned.writer, input_rx);
+        let exited = process::start_io(
+            &terminal,
+            spawned.reader,
+            spawned.writer,
+            input_rx,
+            self.output_activity.get().cloned(),
+        );
         self.map
             .lock()
             .unwrap()

@@ -115,8 +115,16 @@ pub fn start_io(
     mut reader: Box<dyn Read + Send>,
     mut writer: Box<dyn Write + Send>,
     mut input: mpsc::Receiver<Vec<u8>>,
+    output_activity: Option<crate::activity::Activity>,
 ) -> oneshot::Receiver<ExitStatus> {
     let (eof_tx, eof_rx) = std::sync::mpsc::channel::<()>();
+    let (wake_tx, wake_rx) = std::sync::mpsc::sync_channel::<()>(1);
+    let term = Arc::clone(t);
+    std::thread::Builder::new()
+        .name(format!("pty-emulate-{}", t.id))
+        .spawn(move || term.run_emulator(wake_rx))
+        .expect("spawn emulator thread");
+
     let term = Arc::clone(t);
     let fd = t.pty.fd;
     std::thread::Builder::new()
@@ -129,8 +137,7 @@ pub fn start_io(
                     Ok(n) => n,
                 };
                 let mode_change = {
-                    let mut out = term.output.lock().unwrap();
-                    out.push(&buf[..n]);
+                    let mut out = term.append(&buf[..n]);
                     let echo = !fd.and_then(crate::sys::password_mode).unwrap_or(false);
                     (echo != out.echo).then(|| {
                         out.echo = echo;
@@ -138,10 +145,21 @@ pub fn start_io(
                     })
                 };
                 term.changed.send_modify(|v| *v += 1);
+                // A full channel means the emulator is already due to run.
+                let _ = wake_tx.try_send(());
+                if let Some(activity) = &output_activity {
+                    // Output counts only while a program other than the
+                    // shell (a build, a test run) has the foreground.
+                    let foreground = fd.and_then(crate::sys::foreground_pgrp);
+                    if foreground.is_some_and(|g| g != term.pid as i32) {
+                        activity.touch(crate::activity::Source::TerminalOutput);
+                    }
+                }
                 if let Some(echo) = mode_change {
                     let _ = term.control.send(Control::Mode { echo });
                 }
             }
+            drop(wake_tx);
             let _ = eof_tx.send(());
         })
         .expect("spawn pty reader thread");

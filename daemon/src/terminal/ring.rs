@@ -3,23 +3,14 @@
 
 use std::collections::VecDeque;
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Ring {
     buf: VecDeque<u8>,
     /// Absolute offset of `buf[0]`.
     start: u64,
-    cap: usize,
 }
 
 impl Ring {
-    pub fn new(cap: usize) -> Self {
-        Ring {
-            buf: VecDeque::new(),
-            start: 0,
-            cap: cap.max(1),
-        }
-    }
-
     /// Offset of the oldest byte kept.
     pub fn start(&self) -> u64 {
         self.start
@@ -30,27 +21,18 @@ impl Ring {
         self.start + self.buf.len() as u64
     }
 
-    /// How many of the oldest bytes appending `len` more will evict.
-    pub fn evicts(&self, len: usize) -> usize {
-        (self.buf.len() + len).saturating_sub(self.cap)
+    /// Appends `data` at the end.
+    pub fn push(&mut self, data: &[u8]) {
+        self.buf.extend(data);
     }
 
-    /// Appends `data`, evicting the oldest bytes beyond the capacity.
-    /// Callers that must see every byte (the emulator) read what
-    /// [`Ring::evicts`] names before calling this.
-    pub fn push(&mut self, data: &[u8]) {
-        let data = if data.len() > self.cap {
-            let skip = data.len() - self.cap;
-            self.start += (self.buf.len() + skip) as u64;
-            self.buf.clear();
-            &data[skip..]
-        } else {
-            data
-        };
-        let evict = self.evicts(data.len()).min(self.buf.len());
-        self.buf.drain(..evict);
-        self.start += evict as u64;
-        self.buf.extend(data);
+    /// Drops every byte before offset `keep_from`.
+    pub fn trim(&mut self, keep_from: u64) {
+        let n = keep_from
+            .saturating_sub(self.start)
+            .min(self.buf.len() as u64) as usize;
+        self.buf.drain(..n);
+        self.start += n as u64;
     }
 
     /// Copies up to `max` bytes from absolute offset `from` into `out`.
@@ -80,12 +62,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keeps_the_last_cap_bytes_with_absolute_offsets() {
-        let mut r = Ring::new(8);
+    fn keeps_bytes_by_absolute_offset() {
+        let mut r = Ring::default();
         r.push(b"hello");
         assert_eq!((r.start(), r.end()), (0, 5));
-        assert_eq!(r.evicts(5), 2);
         r.push(b" world");
+        r.trim(3);
         assert_eq!((r.start(), r.end()), (3, 11));
         let mut out = Vec::new();
         assert_eq!(r.read(3, 100, &mut out), Some(8));
@@ -94,16 +76,13 @@ mod tests {
         assert_eq!(r.read(12, 100, &mut out), None);
         out.clear();
         assert_eq!(r.read(11, 100, &mut out), Some(0));
-        r.push(b"0123456789ab");
-        assert_eq!((r.start(), r.end()), (15, 23));
-        out.clear();
-        r.read(20, 2, &mut out);
-        assert_eq!(out, b"9a");
+        r.trim(100);
+        assert_eq!((r.start(), r.end()), (11, 11));
     }
 
     #[test]
     fn reads_across_the_wrap_in_any_split() {
-        let mut r = Ring::new(16);
+        let mut r = Ring::default();
         let mut all = Vec::new();
         for i in 0..100u8 {
             let chunk: Vec<u8> = (0..(i % 7 + 1))
@@ -111,6 +90,7 @@ mod tests {
                 .collect();
             r.push(&chunk);
             all.extend_from_slice(&chunk);
+            r.trim(r.end().saturating_sub(16));
             let mut out = Vec::new();
             r.read(r.start(), usize::MAX, &mut out).unwrap();
             assert_eq!(out, &all[r.start() as usize..]);

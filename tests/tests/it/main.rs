@@ -2,5 +2,8 @@
 //! real PTYs and real files.
 
 mod auth;
+mod health;
+mod idle;
 mod process;
+mod sync;
 mod terminals;

@@ -382,11 +382,11 @@ async fn the_size_applies_before_the_first_byte_and_after_a_resize() {
 
 #[tokio::test]
 async fn a_client_that_stops_reading_lags_and_never_stalls_the_others() {
-    // Output at about 20 MB/s, a pace a reading client keeps up with, and
+    // Output at about 15 MB/s, a pace a reading client keeps up with, and
     // more than the socket buffers of a client that does not read can hold.
     let d = TestDaemon::start();
-    const CHUNKS: usize = 200;
-    const CHUNK: usize = 200_000;
+    const CHUNKS: usize = 100;
+    const CHUNK: usize = 160_000;
     let script = format!("read x; for i in $(seq {CHUNKS}); do head -c {CHUNK} /dev/zero | tr '\\0' x; sleep 0.01; done; echo; echo FINISHED; exec cat");
     let t = create(&d, json!({"command": ["bash", "-c", script]})).await;
     let (mut stuck, _) = attach(&d, &id(&t), Some(0)).await;
@@ -491,10 +491,12 @@ async fn delete_ends_the_process_group() {
     let d = TestDaemon::start();
     let t = create(
         &d,
-        json!({"command": ["bash", "-c", "trap '' HUP; sleep 1000"]}),
+        json!({"command": ["bash", "-c", "trap '' HUP; echo TRAPPED; sleep 1000"]}),
     )
     .await;
-    let (mut ws, _) = attach(&d, &id(&t), None).await;
+    let (mut ws, _) = attach(&d, &id(&t), Some(0)).await;
+    ws.read_until(&mut vec![], |o| contains(o, b"TRAPPED"))
+        .await;
     let r = d
         .req(
             reqwest::Method::DELETE,

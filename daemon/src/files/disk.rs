@@ -1,0 +1,294 @@
+//! OS glue for files: every call acts relative to a directory handle from
+//! `confine`, on a last component that is never followed. Writes are durable
+//! and atomic: a temporary file in the same directory, fsync, rename over the
+//! target, fsync of the directory.
+
+use std::ffi::OsStr;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+
+use nix::errno::Errno;
+use nix::fcntl::{openat, readlinkat, renameat, AtFlags, OFlag};
+use nix::sys::stat::{fchmod, fstatat, mkdirat, Mode, SFlag};
+use nix::unistd::{fsync, unlinkat, UnlinkatFlags};
+
+use super::oid::blob_oid;
+use crate::confine::{PathError, Root};
+
+/// Temporary files start with this, so a crash's leftovers are recognised.
+pub const TEMP_PREFIX: &str = ".workspaced-tmp-";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Dir,
+    Symlink,
+    /// A socket, FIFO or device: listed, never read.
+    Other,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::File | Kind::Other => "file",
+            Kind::Dir => "dir",
+            Kind::Symlink => "symlink",
+        }
+    }
+}
+
+/// What `lstat` says about an entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Meta {
+    pub kind: Kind,
+    /// Permission bits.
+    pub perm: u32,
+    pub size: u64,
+    pub ino: u64,
+    pub mtime_ns: i128,
+}
+
+impl Meta {
+    /// Git's mode string: `100644`, `100755`, `120000` or `040000`.
+    pub fn git_mode(&self) -> &'static str {
+        git_mode(self.kind, self.perm)
+    }
+}
+
+pub fn git_mode(kind: Kind, perm: u32) -> &'static str {
+    match kind {
+        Kind::Dir => "040000",
+        Kind::Symlink => "120000",
+        _ if perm & 0o111 != 0 => "100755",
+        _ => "100644",
+    }
+}
+
+pub fn meta_of(st: &nix::sys::stat::FileStat) -> Meta {
+    let fmt = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+    let kind = if fmt == SFlag::S_IFREG {
+        Kind::File
+    } else if fmt == SFlag::S_IFDIR {
+        Kind::Dir
+    } else if fmt == SFlag::S_IFLNK {
+        Kind::Symlink
+    } else {
+        Kind::Other
+    };
+    Meta {
+        kind,
+        perm: st.st_mode & 0o7777,
+        size: st.st_size as u64,
+        ino: st.st_ino,
+        mtime_ns: st.st_mtime as i128 * 1_000_000_000 + st.st_mtime_nsec as i128,
+    }
+}
+
+/// `lstat` of `name` in `dir`; `None` when it does not exist.
+pub fn stat_at(dir: impl AsFd, name: &str) -> Result<Option<Meta>, PathError> {
+    match fstatat(dir, OsStr::new(name), AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(Some(meta_of(&st))),
+        Err(Errno::ENOENT) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// An entry's content as git sees it: a file's bytes, a symlink's target.
+#[derive(Debug)]
+pub struct Content {
+    pub meta: Meta,
+    pub bytes: Vec<u8>,
+}
+
+impl Content {
+    pub fn oid(&self) -> String {
+        blob_oid(&self.bytes)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("it is a directory")]
+    IsDir,
+    #[error("it is not a regular file or a symlink")]
+    NotAFile,
+    #[error(transparent)]
+    Path(#[from] PathError),
+}
+
+impl From<Errno> for ReadError {
+    fn from(e: Errno) -> Self {
+        ReadError::Path(e.into())
+    }
+}
+
+/// Reads `name` in `dir` without following it; `None` when it does not exist.
+pub fn read_at<D: AsFd>(dir: &D, name: &str) -> Result<Option<Content>, ReadError> {
+    let Some(meta) = stat_at(dir, name)? else {
+        return Ok(None);
+    };
+    match meta.kind {
+        Kind::Dir => Err(ReadError::IsDir),
+        Kind::Other => Err(ReadError::NotAFile),
+        Kind::Symlink => match readlinkat(dir, OsStr::new(name)) {
+            Ok(t) => Ok(Some(Content {
+                meta,
+                bytes: t.as_bytes().to_vec(),
+            })),
+            Err(Errno::ENOENT) => Ok(None),
+            Err(e) => Err(e.into()),
+        },
+        Kind::File => {
+            let fd = match openat(
+                dir,
+                OsStr::new(name),
+                OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
+                Mode::empty(),
+            ) {
+                Ok(fd) => fd,
+                Err(Errno::ENOENT) => return Ok(None),
+                // Swapped for a symlink since the stat: read that instead.
+                Err(Errno::ELOOP) => return read_at(dir, name),
+                Err(e) => return Err(e.into()),
+            };
+            let mut f = std::fs::File::from(fd);
+            let st = nix::sys::stat::fstat(&f)?;
+            let meta = meta_of(&st);
+            if meta.kind != Kind::File {
+                return Err(ReadError::NotAFile);
+            }
+            let mut bytes = Vec::with_capacity(meta.size as usize);
+            f.read_to_end(&mut bytes).map_err(PathError::Io)?;
+            Ok(Some(Content { meta, bytes }))
+        }
+    }
+}
+
+fn temp_name(name: &str) -> String {
+    let mut r = [0u8; 6];
+    let _ = getrandom::fill(&mut r);
+    let short: String = name.chars().take(40).collect();
+    format!("{TEMP_PREFIX}{}-{short}", hex::encode(r))
+}
+
+/// A read-write handle on a directory, for fsync.
+fn sync_dir(dir: &OwnedFd) -> Result<(), Errno> {
+    let d = openat(
+        dir,
+        OsStr::new("."),
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    fsync(&d)
+}
+
+/// Replaces `name` in `dir` with `bytes`, durably and atomically. The mode of
+/// an existing regular file is kept; anything else becomes 0644.
+pub fn write_atomic(dir: &OwnedFd, name: &str, bytes: &[u8]) -> Result<(), PathError> {
+    let perm = match stat_at(dir, name)? {
+        Some(m) if m.kind == Kind::File => m.perm,
+        _ => 0o644,
+    };
+    let tmp = temp_name(name);
+    let fd = openat(
+        dir,
+        OsStr::new(&tmp),
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o600),
+    )?;
+    let result = (|| -> Result<(), PathError> {
+        let mut f = std::fs::File::from(fd);
+        f.write_all(bytes)?;
+        fchmod(&f, Mode::from_bits_truncate(perm))?;
+        fsync(&f)?;
+        drop(f);
+        renameat(dir, OsStr::new(&tmp), dir, OsStr::new(name))?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = unlinkat(dir, OsStr::new(&tmp), UnlinkatFlags::NoRemoveDir);
+        return result;
+    }
+    sync_dir(dir)?;
+    Ok(())
+}
+
+/// Removes a file or symlink (never a directory).
+pub fn remove_at(dir: &OwnedFd, name: &str) -> Result<(), PathError> {
+    unlinkat(dir, OsStr::new(name), UnlinkatFlags::NoRemoveDir)?;
+    sync_dir(dir)?;
+    Ok(())
+}
+
+pub fn rename_at(
+    from: &OwnedFd,
+    from_name: &str,
+    to: &OwnedFd,
+    to_name: &str,
+) -> Result<(), PathError> {
+    renameat(from, OsStr::new(from_name), to, OsStr::new(to_name))?;
+    sync_dir(to)?;
+    sync_dir(from)?;
+    Ok(())
+}
+
+/// Opens the parent of `path` inside the workspace, creating missing
+/// directories one confined step at a time.
+pub fn open_parent_creating<'p>(
+    root: &Root,
+    path: &'p str,
+) -> Result<(OwnedFd, &'p str), PathError> {
+    match root.open_parent(path) {
+        Err(PathError::NotFound) => {}
+        other => return other,
+    }
+    let parts: Vec<usize> = path.match_indices('/').map(|(i, _)| i).collect();
+    for &end in &parts {
+        let prefix = &path[..end];
+        let (dir, name) = root.open_parent(prefix)?;
+        match mkdirat(&dir, OsStr::new(name), Mode::from_bits_truncate(0o755)) {
+            Ok(()) => sync_dir(&dir)?,
+            Err(Errno::EEXIST) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    root.open_parent(path)
+}
+
+/// Creates a directory and its parents; an existing directory is fine.
+pub fn mkdir_all(root: &Root, path: &str) -> Result<(), PathError> {
+    let (dir, name) = open_parent_creating(root, path)?;
+    match mkdirat(&dir, OsStr::new(name), Mode::from_bits_truncate(0o755)) {
+        Ok(()) => sync_dir(&dir)?,
+        Err(Errno::EEXIST) => {
+            if stat_at(&dir, name)?.map(|m| m.kind) != Some(Kind::Dir) {
+                return Err(PathError::NotADirectory);
+            }
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(())
+}
+
+/// Removes temporary files a crash left behind, anywhere in the workspace
+/// but `.git/`. Symlinks are not followed. Returns how many were removed.
+pub fn remove_leftover_temps(root: &std::path::Path) -> usize {
+    let mut removed = 0;
+    let walk = walkdir::WalkDir::new(root)
+        .follow_links(false)
+        .into_iter()
+        .filter_entry(|e| e.depth() == 0 || e.file_name() != ".git");
+    for entry in walk.flatten() {
+        if entry.file_type().is_file()
+            && entry
+                .file_name()
+                .as_bytes()
+                .starts_with(TEMP_PREFIX.as_bytes())
+            && std::fs::remove_file(entry.path()).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
+}

@@ -1,0 +1,213 @@
+//! File sync: the event log that every client reads (with `seq`, `epoch`
+//! and replay), the watcher actor that fills it from inotify (or rescans),
+//! and the apply entry point, which records its own changes with their
+//! origin under the same lock, so the watcher never reports them twice.
+
+pub mod coalesce;
+pub mod git;
+pub mod log;
+mod watcher;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::confine::Root;
+use crate::files::apply::{self, ApplyError, Change, Outcome};
+use crate::files::{Effect, Kind};
+pub use log::{Event, EventKind, Resync};
+
+/// Events kept for replay: at least this many, and at least this long.
+pub const KEEP_EVENTS: usize = 10_000;
+pub const KEEP_FOR: Duration = Duration::from_secs(5 * 60);
+/// Changes within this window after a flush go out together.
+pub const COALESCE: Duration = Duration::from_millis(50);
+/// How often directories without a watch are rescanned.
+pub const RESCAN_EVERY: Duration = Duration::from_millis(250);
+
+/// What the watcher last knew of a path.
+#[derive(Debug, Clone)]
+pub(crate) struct Known {
+    pub kind: Kind,
+    /// `None` until the content was read (the start-up walk only stats).
+    pub oid: Option<String>,
+    pub mode: &'static str,
+    /// Stat data, for rescans; `None` after an apply (re-read on the next look).
+    pub sig: Option<(u64, u64, i128, u32)>,
+}
+
+pub(crate) struct State {
+    pub log: log::EventLog,
+    pub known: BTreeMap<String, Known>,
+}
+
+pub(crate) struct Shared {
+    pub state: Mutex<State>,
+    pub tx: broadcast::Sender<Arc<Event>>,
+    pub degraded: AtomicBool,
+    pub root: Root,
+}
+
+impl Shared {
+    /// Appends an event and tells the connected clients.
+    pub fn emit(&self, st: &mut State, kind: EventKind, origin: Option<Arc<str>>) {
+        let ev = st.log.push(kind, origin, Instant::now());
+        let _ = self.tx.send(ev);
+    }
+}
+
+/// Removes a path and everything below it from `known`.
+pub(crate) fn forget_subtree(known: &mut BTreeMap<String, Known>, path: &str) -> Option<Known> {
+    let prefix = format!("{path}/");
+    let below: Vec<String> = known
+        .range(prefix.clone()..)
+        .take_while(|(k, _)| k.starts_with(&prefix))
+        .map(|(k, _)| k.clone())
+        .collect();
+    for k in below {
+        known.remove(&k);
+    }
+    known.remove(path)
+}
+
+/// The settings of the watcher.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Watches the daemon allows itself (0: as many as the OS gives); past
+    /// it, directories are rescanned instead.
+    pub watch_limit: usize,
+}
+
+/// A client's view at connection: the last seq, and the replay or `Resync`.
+#[derive(Debug)]
+pub struct Subscription {
+    pub epoch: String,
+    pub seq: u64,
+    pub replay: Result<Vec<Arc<Event>>, Resync>,
+    pub rx: broadcast::Receiver<Arc<Event>>,
+}
+
+/// The handle on file sync that the HTTP layer holds.
+#[derive(Clone)]
+pub struct SyncHub {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for SyncHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncHub").finish_non_exhaustive()
+    }
+}
+
+fn new_epoch() -> String {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).expect("the OS random source works");
+    hex::encode(b)
+}
+
+impl SyncHub {
+    /// Walks the workspace, sets up the watches and starts the watcher
+    /// thread, which stops when `cancel` fires.
+    pub fn start(
+        root_path: &Path,
+        settings: Settings,
+        tracker: &TaskTracker,
+        cancel: CancellationToken,
+    ) -> anyhow::Result<SyncHub> {
+        let root_path: PathBuf = root_path.to_owned();
+        let root = Root::open(&root_path)
+            .with_context(|| format!("open workspace {} for the watcher", root_path.display()))?;
+        let (tx, _) = broadcast::channel(16 * 1024);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                log: log::EventLog::new(new_epoch(), KEEP_EVENTS, KEEP_FOR),
+                known: BTreeMap::new(),
+            }),
+            tx,
+            degraded: AtomicBool::new(false),
+            root,
+        });
+        watcher::start(shared.clone(), root_path, settings, tracker, cancel)?;
+        Ok(SyncHub { shared })
+    }
+
+    /// `ready`, or `degraded` when part of the tree is watched by rescans.
+    pub fn watcher_state(&self) -> &'static str {
+        if self.shared.degraded.load(Ordering::Relaxed) {
+            "degraded"
+        } else {
+            "ready"
+        }
+    }
+
+    pub fn epoch(&self) -> String {
+        self.shared.state.lock().unwrap().log.epoch().to_owned()
+    }
+
+    /// Registers a client: `since` is the client's `(epoch, seq)`, if any.
+    pub fn subscribe(&self, since: Option<(&str, u64)>) -> Subscription {
+        let st = self.shared.state.lock().unwrap();
+        let rx = self.shared.tx.subscribe();
+        let replay = match since {
+            Some((epoch, seq)) => st.log.since(epoch, seq),
+            None => Ok(Vec::new()),
+        };
+        Subscription {
+            epoch: st.log.epoch().to_owned(),
+            seq: st.log.last_seq(),
+            replay,
+            rx,
+        }
+    }
+
+    /// The events after `seq` of this run, for a client that fell behind.
+    pub fn since(&self, seq: u64) -> Result<Vec<Arc<Event>>, Resync> {
+        let st = self.shared.state.lock().unwrap();
+        let epoch = st.log.epoch().to_owned();
+        st.log.since(&epoch, seq)
+    }
+
+    /// Applies a batch (blocking: call from a blocking thread). Batches are
+    /// serialised, and their changes enter the event log with `origin`.
+    pub fn apply(
+        &self,
+        root: &Root,
+        changes: &[Change],
+        atomic: bool,
+        origin: Option<Arc<str>>,
+    ) -> Result<Outcome, ApplyError> {
+        let mut st = self.shared.state.lock().unwrap();
+        let outcome = apply::apply(root, changes, atomic, &mut |effect| {
+            record(&self.shared, &mut st, effect, origin.clone())
+        })?;
+        Ok(outcome)
+    }
+}
+
+fn record(shared: &Shared, st: &mut State, effect: Effect, origin: Option<Arc<str>>) {
+    match effect {
+        Effect::Changed(e) => {
+            st.known.insert(
+                e.path.clone(),
+                Known {
+                    kind: e.kind,
+                    oid: e.oid.clone(),
+                    mode: e.mode,
+                    sig: None,
+                },
+            );
+            shared.emit(st, EventKind::Changed(e), origin);
+        }
+        Effect::Deleted { path, kind } => {
+            forget_subtree(&mut st.known, &path);
+            shared.emit(st, EventKind::Deleted { path, kind }, origin);
+        }
+    }
+}

@@ -1,0 +1,82 @@
+// The web console in a real browser: sign-in, terminals that survive a
+// reload with the right screen, and no content without a credential.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { writeFileSync } from "node:fs";
+import path from "node:path";
+import { startDaemon, launchBrowser, waitForScreen, screenText, shot, TOKEN } from "./helpers.mjs";
+
+test("terminals in the console survive a reload with the right screen", async () => {
+  const d = await startDaemon();
+  const browser = await launchBrowser();
+  try {
+    writeFileSync(path.join(d.workspace, "notes.txt"), "alpha line\nbeta line\n");
+    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    await page.goto(d.url(`/?access_token=${TOKEN}`));
+    assert.equal(new URL(page.url()).search, "", "the token is removed from the URL");
+    await page.waitForSelector("#new-terminal");
+    await shot(page, "console-1-empty");
+
+    await page.click("#new-terminal");
+    await page.waitForSelector(".tab.active");
+    await page.waitForTimeout(300);
+    await page.keyboard.type("echo hello-$((6*7))\n");
+    await waitForScreen(page, (t) => t.includes("hello-42"), "the echo");
+    await shot(page, "console-2-terminal");
+
+    await page.keyboard.type("vim -u NONE -N notes.txt\n");
+    await waitForScreen(page, (t) => t.includes("alpha line") && t.includes("~"), "vim");
+    await page.keyboard.type("GOgamma typed\u001b");
+    const before = await waitForScreen(page, (t) => t.includes("gamma typed"), "the typed line");
+    const list = await (await d.api("/api/v1/terminals")).json();
+    assert.equal(list.length, 1);
+
+    await page.reload();
+    await page.waitForSelector(".tab.active");
+    const after = await waitForScreen(page, (t) => t.includes("gamma typed") && t.includes("alpha line"), "vim after the reload");
+    await shot(page, "console-3-after-reload");
+    const rows = (s) => s.split("\n").map((l) => l.trimEnd()).filter((l) => l.includes("line") || l.includes("gamma"));
+    assert.deepEqual(rows(after), rows(before));
+    const again = await (await d.api("/api/v1/terminals")).json();
+    assert.equal(again.length, 1);
+    assert.equal(again[0].id, list[0].id, "the same terminal came back");
+    assert.equal(await page.locator(".tab").count(), 1);
+
+    // Leave vim, close the tab: the terminal is gone.
+    await page.keyboard.type(":q!\n");
+    await waitForScreen(page, (t) => !t.includes("gamma typed"), "the shell after vim");
+    await page.click(".tab.active .close");
+    const deadline = Date.now() + 10000;
+    while ((await (await d.api("/api/v1/terminals")).json()).length && Date.now() < deadline) await page.waitForTimeout(50);
+    assert.equal((await (await d.api("/api/v1/terminals")).json()).length, 0);
+    assert.ok(!d.log().includes(TOKEN), "the token is not logged");
+  } finally {
+    await browser.close();
+    await d.stop();
+  }
+});
+
+test("without a credential the console is never served", async () => {
+  const d = await startDaemon();
+  const browser = await launchBrowser();
+  try {
+    const page = await browser.newPage();
+    const resp = await page.goto(d.url("/"));
+    assert.equal(resp.status(), 401);
+    const text = await page.innerText("body");
+    assert.match(text, /token/i);
+    assert.equal(await page.locator("#new-terminal").count(), 0);
+    await shot(page, "console-0-sign-in");
+    // Signing in through the form works.
+    await page.fill("input[name=access_token]", TOKEN);
+    await page.click("button[type=submit]");
+    await page.waitForSelector("#new-terminal");
+    for (const p of ["/assets/app.js", "/api/v1/terminals"]) {
+      const r = await fetch(d.url(p));
+      assert.equal(r.status, 401, p);
+    }
+  } finally {
+    await browser.close();
+    await d.stop();
+  }
+});

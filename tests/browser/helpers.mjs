@@ -1,0 +1,75 @@
+// Fixtures for the browser tests: the real daemon and Debian's chromium.
+import { spawn } from "node:child_process";
+import { mkdtempSync, mkdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const root = path.resolve(here, "../..");
+export const artifacts = path.join(root, "test-artifacts");
+mkdirSync(artifacts, { recursive: true });
+
+const target = process.env.CARGO_TARGET_DIR ? path.resolve(root, process.env.CARGO_TARGET_DIR) : path.join(root, "target");
+export const binary = path.join(target, "debug", "workspaced");
+export const TOKEN = "browser-test-token-0123456789";
+
+/** Starts workspaced on 127.0.0.1:0 with extra flags; resolves once it serves. */
+export async function startDaemon(args = [], env = {}) {
+  const workspace = mkdtempSync(path.join(tmpdir(), "ws-browser-"));
+  const state = mkdtempSync(path.join(tmpdir(), "ws-state-"));
+  const child = spawn(binary, ["serve", "--listen", "127.0.0.1:0", "--workspace", workspace,
+    "--name", "browser-test", "--state-dir", state, ...args], {
+    env: { ...process.env, WORKSPACED_TOKEN: TOKEN, RUST_LOG: "info", SHELL: "/bin/bash", ...env },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let log = "";
+  const addr = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`workspaced did not start:\n${log}`)), 20000);
+    child.stderr.on("data", (d) => {
+      log += d;
+      const m = /serving listen=(\S+)/.exec(log);
+      if (m) { clearTimeout(timer); resolve(m[1]); }
+    });
+    child.on("exit", (code) => reject(new Error(`workspaced exited ${code}:\n${log}`)));
+  });
+  return {
+    addr, workspace, child,
+    url: (p) => `http://${addr}${p}`,
+    log: () => log,
+    api: (p, opts = {}) => fetch(`http://${addr}${p}`, { ...opts, headers: { Authorization: `Bearer ${TOKEN}`, "Content-Type": "application/json", ...(opts.headers || {}) } }),
+    stop: () => new Promise((resolve) => { child.once("exit", resolve); child.kill("SIGTERM"); }),
+  };
+}
+
+export async function launchBrowser() {
+  return chromium.launch({
+    executablePath: "/usr/bin/chromium",
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+      "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"],
+  });
+}
+
+/** The visible text of the active terminal. */
+export async function screenText(page) {
+  return page.evaluate(() => {
+    const el = [...document.querySelectorAll(".screen")].find((s) => !s.hidden);
+    return el ? el.querySelector(".xterm-rows").innerText : "";
+  });
+}
+
+export async function waitForScreen(page, pred, what, timeout = 15000) {
+  const deadline = Date.now() + timeout;
+  let text = "";
+  while (Date.now() < deadline) {
+    text = await screenText(page);
+    if (pred(text)) return text;
+    await page.waitForTimeout(50);
+  }
+  throw new Error(`terminal never showed ${what}; it shows:\n${text}`);
+}
+
+export async function shot(page, name) {
+  await page.screenshot({ path: path.join(artifacts, `${name}.png`) });
+}

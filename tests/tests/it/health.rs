@@ -1,0 +1,380 @@
+//! Components, readiness, status, resources and activity sources.
+
+use std::time::{Duration, Instant};
+
+use integration_tests::{TestDaemon, WAIT};
+use serde_json::{json, Value};
+
+/// A port that nothing listens on (bound, then released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `f` until it returns `Some`, or panics after `timeout`.
+async fn until<T>(timeout: Duration, what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn component(d: &TestDaemon, name: &str) -> Value {
+    let status = d.get_json("/api/v1/status").await;
+    status["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no component {name} in {status}"))
+}
+
+async fn readyz(d: &TestDaemon) -> (u16, Value) {
+    let r = d.http.get(d.url("/readyz")).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_crashing_component_is_restarted_with_backoff_and_logs_to_its_file() {
+    let logs = tempfile::tempdir().unwrap();
+    let d = TestDaemon::builder()
+        .env("GL_WORKSPACE_LOGS_DIR", logs.path().to_str().unwrap())
+        .config(
+            r#"
+[[components]]
+name = "editor"
+command = ["sh", "-c", "echo editor says hello; echo token=${WORKSPACED_TOKEN:-none} $GREETING; echo to stderr >&2; exit 3"]
+env = { GREETING = "from-env" }
+"#,
+        )
+        .start();
+    let started = Instant::now();
+    // Component states go out on the event stream.
+    let mut events = d.ws("/api/v1/events").await;
+    let crashed = loop {
+        match events.next().await {
+            integration_tests::Frame::Text(v)
+                if v["type"] == "component_state" && v["component"]["state"] == "crashed" =>
+            {
+                break v
+            }
+            integration_tests::Frame::Text(_) => {}
+            other => panic!("event stream ended: {other:?}"),
+        }
+    };
+    assert_eq!(crashed["component"]["name"], "editor");
+    assert_eq!(crashed["component"]["pid"], Value::Null);
+    let c = until(WAIT, "two restarts", async || {
+        let c = component(&d, "editor").await;
+        (c["restarts"].as_u64().unwrap() >= 2).then_some(c)
+    })
+    .await;
+    // Pauses of 1 s then 2 s come before the second restart.
+    assert!(started.elapsed() >= Duration::from_secs(3), "{c}");
+    assert_eq!(c["last_exit"]["code"], 3, "{c}");
+    assert!(c["last_exit"]["at"].is_string(), "{c}");
+    let log = std::fs::read_to_string(logs.path().join("editor.log")).unwrap();
+    assert!(log.matches("editor says hello").count() >= 3, "{log}");
+    assert!(log.contains("to stderr"), "{log}");
+    assert!(
+        log.contains("token=none from-env"),
+        "env given, the owner token withheld: {log}"
+    );
+    // A crashed required component keeps the daemon not ready.
+    let (code, body) = readyz(&d).await;
+    assert_eq!(code, 503, "{body}");
+}
+
+#[tokio::test]
+async fn readiness_follows_the_port_and_the_health_path() {
+    let silent = free_port();
+    let web = free_port();
+    let probed = free_port();
+    let d = TestDaemon::builder()
+        .config(&format!(
+            r#"
+[[components]]
+name = "silent"
+command = ["sleep", "600"]
+port = {silent}
+
+[[components]]
+name = "web"
+command = ["python3", "-m", "http.server", "--bind", "127.0.0.1", "{web}"]
+port = {web}
+
+[[components]]
+name = "wrongpath"
+command = ["python3", "-m", "http.server", "--bind", "127.0.0.1", "{probed}"]
+port = {probed}
+health_path = "/no-such-page"
+required = false
+"#
+        ))
+        .start();
+    until(WAIT, "web ready", async || {
+        (component(&d, "web").await["state"] == "ready").then_some(())
+    })
+    .await;
+    let (code, body) = readyz(&d).await;
+    assert_eq!(code, 503);
+    assert_eq!(body["status"], "not_ready");
+    let names: Vec<&str> = body["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["silent"], "{body}");
+    assert_eq!(body["components"][0]["state"], "starting");
+    assert!(body["components"][0]["pid"].is_u64());
+    // A health path that answers 404 never makes the component ready; it is
+    // not required, so it does not count for /readyz.
+    let c = component(&d, "wrongpath").await;
+    assert_eq!(c["state"], "starting", "{c}");
+    // /healthz is 200 all along.
+    let r = d.http.get(d.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn readyz_is_200_once_every_required_component_is_ready_and_components_stop_at_shutdown() {
+    let port = free_port();
+    let mut d = TestDaemon::builder()
+        .config(&format!(
+            r#"
+[[components]]
+name = "editor"
+command = ["python3", "-m", "http.server", "--bind", "127.0.0.1", "{port}"]
+port = {port}
+health_path = "/"
+
+[[components]]
+name = "helper"
+command = ["sleep", "600"]
+"#
+        ))
+        .start();
+    until(WAIT, "ready", async || {
+        let (code, body) = readyz(&d).await;
+        (code == 200 && body["status"] == "ready").then_some(())
+    })
+    .await;
+    let helper = component(&d, "helper").await;
+    assert_eq!(helper["state"], "ready", "no port: ready once running");
+    let pid = helper["pid"].as_u64().unwrap() as i32;
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(d.wait(WAIT).success());
+    assert!(
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err(),
+        "the component's process ended"
+    );
+}
+
+#[tokio::test]
+async fn memory_bytes_agrees_with_the_cgroup_file() {
+    let d = TestDaemon::start();
+    let cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", d.pid())).unwrap();
+    // The file a reader of this machine's cgroup would look at.
+    let file = cgroup
+        .lines()
+        .find_map(|l| {
+            let mut p = l.splitn(3, ':');
+            let (_, ctl, path) = (p.next()?, p.next()?, p.next()?);
+            ctl.split(',')
+                .any(|c| c == "memory")
+                .then(|| format!("/sys/fs/cgroup/memory{path}/memory.usage_in_bytes"))
+        })
+        .filter(|f| std::path::Path::new(f).exists())
+        .unwrap_or_else(|| {
+            let path = cgroup.lines().find_map(|l| l.strip_prefix("0::")).unwrap();
+            format!("/sys/fs/cgroup{path}/memory.current")
+        });
+    let read = || -> u64 {
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let before = read();
+    let status = d.get_json("/api/v1/status").await;
+    let after = read();
+    let got = status["resources"]["memory_bytes"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{status}"));
+    let (lo, hi) = (before.min(after), before.max(after));
+    // Other processes in the cgroup move it a little between the reads.
+    assert!(
+        got >= lo - lo / 20 && got <= hi + hi / 20,
+        "{got} not near {before}..{after} of {file}"
+    );
+    assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(status["workspace"]["name"], "ws-test");
+    assert!(status["started_at"].is_string());
+    assert!(status["idle"]["state"] == "active");
+    for k in ["memory_limit_bytes", "cpu_usage_seconds", "cpu_limit_cores"] {
+        assert!(
+            status["resources"].get(k).is_some(),
+            "{k} present, null or a number"
+        );
+    }
+}
+
+async fn sources(d: &TestDaemon) -> Value {
+    d.get_json("/api/v1/idle").await["sources"].clone()
+}
+
+/// Waits until `source`'s timestamp differs from `before`.
+async fn moved(d: &TestDaemon, source: &str, before: &Value) -> Value {
+    until(WAIT, source, async || {
+        let now = sources(d).await;
+        (now[source].is_string() && now[source] != before[source]).then_some(now)
+    })
+    .await
+}
+
+/// Timestamps have millisecond precision: make sure the next touch is later.
+async fn tick() {
+    tokio::time::sleep(Duration::from_millis(5)).await;
+}
+
+#[tokio::test]
+async fn each_activity_source_moves_with_a_real_action_and_probes_do_not() {
+    let d = TestDaemon::builder()
+        .arg("terminal-output-is-activity", "true")
+        .start();
+    assert_eq!(sources(&d).await, json!({}), "no activity yet");
+
+    // Probes and reads of status, idle and events do not count.
+    let _ = d.http.get(d.url("/healthz")).send().await.unwrap();
+    let _ = d.http.get(d.url("/readyz")).send().await.unwrap();
+    d.get_json("/api/v1/status").await;
+    let mut events = d.ws("/api/v1/events").await;
+    let idle = d.get_json("/api/v1/idle").await;
+    assert_eq!(idle["sources"], json!({}), "{idle}");
+    assert_eq!(idle["state"], "active");
+
+    // An API call.
+    let (code, t) = d
+        .post_json(
+            "/api/v1/terminals",
+            json!({"command": ["bash", "--norc", "--noprofile"]}),
+        )
+        .await;
+    assert_eq!(code, 201, "{t}");
+    let s = sources(&d).await;
+    assert!(
+        s["api"].is_string() && s.get("terminal_input").is_none(),
+        "{s}"
+    );
+
+    // Attaching and typing in a terminal.
+    let id = t["id"].as_str().unwrap();
+    let mut ws = d.ws(&format!("/api/v1/terminals/{id}/attach")).await;
+    let s = moved(&d, "terminal_input", &s).await;
+    tick().await;
+    ws.send_bytes(b"echo typed\r").await;
+    let s = moved(&d, "terminal_input", &s).await;
+
+    // Output of a program other than the shell (opted in above).
+    assert!(
+        s.get("terminal_output").is_none(),
+        "the shell's own echo does not count: {s}"
+    );
+    ws.send_bytes(b"sh -c 'for i in 1 2 3 4 5; do echo tick; sleep 0.2; done'\r")
+        .await;
+    let s = moved(&d, "terminal_output", &s).await;
+
+    // Heartbeats.
+    tick().await;
+    let r = d
+        .req(reqwest::Method::POST, "/api/v1/activity")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let s2 = sources(&d).await;
+    assert_ne!(s2["heartbeat"], s["heartbeat"]);
+    assert_ne!(s2["api"], s["api"]);
+    tick().await;
+    // From loopback, without a credential, and with a bad one.
+    for bad in [None, Some("wrong-token")] {
+        let mut req = d.http.post(d.url("/activity/tick"));
+        if let Some(b) = bad {
+            req = req.bearer_auth(b);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 204);
+    }
+    let s3 = sources(&d).await;
+    assert_ne!(s3["heartbeat"], s2["heartbeat"]);
+    assert_eq!(s3["api"], s2["api"], "the tick is not an API call");
+
+    // None of the passive reads moved anything.
+    tick().await;
+    let _ = d.http.get(d.url("/healthz")).send().await.unwrap();
+    d.get_json("/api/v1/status").await;
+    let idle = d.get_json("/api/v1/idle").await;
+    assert_eq!(idle["sources"], s3);
+    assert_eq!(idle["state"], "active");
+    assert!(idle["last_activity"].as_str().unwrap() >= s3["heartbeat"].as_str().unwrap());
+    drop(events.inner.close(None).await);
+}
+
+#[tokio::test]
+async fn a_ready_component_whose_port_closes_is_degraded() {
+    let port = free_port();
+    let script = format!(
+        "import socket, time\ns = socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('127.0.0.1', {port}))\ns.listen()\nopen('listening', 'w').close()\nwhile not __import__('os').path.exists('close-now'): time.sleep(0.05)\ns.close()\ntime.sleep(600)\n"
+    );
+    let d = TestDaemon::builder()
+        .config(&format!(
+            "[[components]]\nname = \"app\"\ncommand = [\"python3\", \"-c\", {script:?}]\nport = {port}\n"
+        ))
+        .start();
+    until(WAIT, "ready", async || {
+        (component(&d, "app").await["state"] == "ready").then_some(())
+    })
+    .await;
+    std::fs::write(d.root().join("close-now"), "").unwrap();
+    let c = until(WAIT, "degraded", async || {
+        let c = component(&d, "app").await;
+        (c["state"] == "degraded").then_some(c)
+    })
+    .await;
+    assert_eq!(c["restarts"], 0, "still running: {c}");
+    let (code, body) = readyz(&d).await;
+    assert_eq!(code, 503, "{body}");
+    assert_eq!(body["components"][0]["state"], "degraded");
+}
+
+#[tokio::test]
+async fn terminal_output_counts_only_when_configured() {
+    let d = TestDaemon::start();
+    let (code, t) = d
+        .post_json(
+            "/api/v1/terminals",
+            json!({"command": ["bash", "--norc", "--noprofile"]}),
+        )
+        .await;
+    assert_eq!(code, 201, "{t}");
+    let id = t["id"].as_str().unwrap();
+    let mut ws = d.ws(&format!("/api/v1/terminals/{id}/attach")).await;
+    // The same program whose output counts in the test above when configured.
+    ws.send_bytes(b"sh -c 'for i in 1 2 3 4 5; do echo tick; sleep 0.2; done; echo DO\"\"NE'\r")
+        .await;
+    ws.read_until(&mut vec![], |o| integration_tests::contains(o, b"DONE"))
+        .await;
+    let s = sources(&d).await;
+    assert!(s["terminal_input"].is_string(), "{s}");
+    assert!(s.get("terminal_output").is_none(), "not configured: {s}");
+}
