@@ -5,9 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-for pkg_cmd in "vim:vim" "git:git" "ps:procps" "curl:curl" "python3:python3" "chromium:chromium" "npm:npm"; do
-  cmd=${pkg_cmd%%:*} pkg=${pkg_cmd##*:}
-  command -v "$cmd" >/dev/null 2>&1 || need_apt+=("$pkg")
+# What the build and the tests use: git2 links OpenSSL; the tests run vim,
+# git http-backend, python3 servers, and chromium via playwright-core.
+for pkg_cmd in vim:vim git:git procps:ps curl:curl python3:python3 npm:npm chromium:chromium; do
+  command -v "${pkg_cmd##*:}" >/dev/null 2>&1 || need_apt+=("${pkg_cmd%%:*}")
+done
+for pkg in libssl-dev pkg-config; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing ${need_apt[*]}"

@@ -174,9 +174,7 @@ pub fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 };
             }
-            let text = e.render().to_string();
-            let line = text.lines().next().unwrap_or("error: bad usage");
-            eprintln!("{line} (see --help)");
+            eprintln!("{} (see --help)", usage_line(&e.render().to_string()));
             return ExitCode::from(EXIT_USAGE);
         }
     };
@@ -186,6 +184,20 @@ pub fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// clap's message (which may span lines) as one line, without the usage and tips.
+fn usage_line(text: &str) -> String {
+    let parts: Vec<&str> = text
+        .lines()
+        .take_while(|l| !l.trim().is_empty() && !l.starts_with("Usage:"))
+        .map(str::trim)
+        .collect();
+    if parts.is_empty() {
+        "error: bad usage".into()
+    } else {
+        parts.join(" ")
     }
 }
 

@@ -124,6 +124,16 @@ pub fn clone(req: &Request) -> anyhow::Result<Outcome> {
         .with_context(|| format!("create {}", req.projects_root.display()))?;
     let _ = fs::remove_file(&marker);
     remove_leftovers(&req.dest)?;
+    if is_complete_clone(&req.dest, &req.url) {
+        // Renamed into place, then stopped before the marker was written
+        // (or the marker was deleted): never wipe a complete working copy.
+        eprintln!(
+            "{} is a complete clone of the project; writing the missing marker",
+            req.dest.display()
+        );
+        write_marker(&req.projects_root, &redact_url(&req.url))?;
+        return Ok(Outcome::AlreadyCloned);
+    }
     if req.dest.symlink_metadata().is_ok() {
         eprintln!(
             "{} exists without the marker: an interrupted clone; cloning again",
@@ -146,11 +156,7 @@ pub fn clone(req: &Request) -> anyhow::Result<Outcome> {
         );
         match try_clone(req, token.as_ref()) {
             Ok(()) => {
-                let tmp_marker = req.projects_root.join(format!("{MARKER}.tmp"));
-                fs::write(&tmp_marker, format!("{url}\n"))
-                    .with_context(|| format!("write {}", tmp_marker.display()))?;
-                fs::rename(&tmp_marker, &marker)
-                    .with_context(|| format!("write {}", marker.display()))?;
+                write_marker(&req.projects_root, &url)?;
                 let _ = fs::remove_file(req.projects_root.join(ERROR_LOG));
                 return Ok(Outcome::Cloned { attempts: attempt });
             }
@@ -175,6 +181,30 @@ pub fn clone(req: &Request) -> anyhow::Result<Outcome> {
         .with_context(|| format!("open {}", log.display()))?;
     writeln!(f, "{message}").with_context(|| format!("write {}", log.display()))?;
     Ok(Outcome::Failed { message })
+}
+
+fn write_marker(projects_root: &Path, url: &str) -> anyhow::Result<()> {
+    let marker = projects_root.join(MARKER);
+    let tmp = projects_root.join(format!("{MARKER}.tmp"));
+    fs::write(&tmp, format!("{url}\n")).with_context(|| format!("write {}", tmp.display()))?;
+    fs::rename(&tmp, &marker).with_context(|| format!("write {}", marker.display()))
+}
+
+/// A repository at `dest` with a checked-out commit whose `origin` is `url`.
+fn is_complete_clone(dest: &Path, url: &str) -> bool {
+    let Ok(repo) = git2::Repository::open(dest) else {
+        return false;
+    };
+    let head_ok = repo
+        .head()
+        .ok()
+        .and_then(|h| h.peel_to_commit().ok())
+        .is_some();
+    let origin_ok = repo
+        .find_remote("origin")
+        .ok()
+        .is_some_and(|r| r.url().ok() == Some(url));
+    head_ok && origin_ok
 }
 
 /// A failure that another try cannot fix.

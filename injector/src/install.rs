@@ -289,6 +289,46 @@ fn copy_file(src: &Path, dst: &Path, mode: u32) -> anyhow::Result<(String, u64)>
     Ok((hex::encode(h.finalize()), size))
 }
 
+/// Runs `f` over `items` on a few threads (copying and hashing are I/O and
+/// CPU bound in turns); results come back in input order, or the first error.
+fn parallel<T: Sync, R: Send, E: Send>(
+    items: &[T],
+    f: impl Fn(&T) -> Result<R, E> + Sync,
+) -> Result<Vec<R>, E> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 4)
+        .min(items.len().max(1));
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let mut done: Vec<(usize, Result<R, E>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut out = Vec::new();
+                    while !failed.load(Ordering::Relaxed) {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(item) = items.get(i) else { break };
+                        let r = f(item);
+                        if r.is_err() {
+                            failed.store(true, Ordering::Relaxed);
+                        }
+                        out.push((i, r));
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a copy worker panicked"))
+            .collect()
+    });
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, r)| r).collect()
+}
+
 fn hash_file(path: &Path) -> std::io::Result<String> {
     let mut f = fs::File::open(path)?;
     let mut h = Sha256::new();
@@ -304,52 +344,54 @@ fn hash_file(path: &Path) -> std::io::Result<String> {
 
 /// Checks every entry of `manifest` against the tree at `dir`.
 pub fn verify_tree(dir: &Path, manifest: &Manifest) -> Result<(), VerifyError> {
-    for e in &manifest.files {
-        let p = dir.join(e.path());
-        let io = |source| VerifyError::Io {
-            path: e.path().to_string(),
-            source,
-        };
-        let meta = p.symlink_metadata().map_err(io)?;
-        let shape = |problem: &str| VerifyError::Shape {
-            path: e.path().to_string(),
-            problem: problem.to_string(),
-        };
-        match e {
-            Entry::Dir { .. } if !meta.is_dir() => return Err(shape("should be a directory")),
-            Entry::Symlink { target, .. } => {
-                if !meta.file_type().is_symlink() {
-                    return Err(shape("should be a symlink"));
-                }
-                let actual = fs::read_link(&p).map_err(io)?;
-                if actual != Path::new(target) {
-                    return Err(shape(&format!(
-                        "symlink points at {} instead of {target}",
-                        actual.display()
-                    )));
-                }
+    parallel(&manifest.files, |e| verify_entry(dir, e)).map(|_| ())
+}
+
+fn verify_entry(dir: &Path, e: &Entry) -> Result<(), VerifyError> {
+    let p = dir.join(e.path());
+    let io = |source| VerifyError::Io {
+        path: e.path().to_string(),
+        source,
+    };
+    let meta = p.symlink_metadata().map_err(io)?;
+    let shape = |problem: &str| VerifyError::Shape {
+        path: e.path().to_string(),
+        problem: problem.to_string(),
+    };
+    match e {
+        Entry::Dir { .. } if !meta.is_dir() => return Err(shape("should be a directory")),
+        Entry::Symlink { target, .. } => {
+            if !meta.file_type().is_symlink() {
+                return Err(shape("should be a symlink"));
             }
-            Entry::File { sha256, size, .. } => {
-                if !meta.is_file() {
-                    return Err(shape("should be a regular file"));
-                }
-                let actual = hash_file(&p).map_err(io)?;
-                if &actual != sha256 {
-                    return Err(VerifyError::Checksum {
-                        path: e.path().to_string(),
-                        expected: sha256.clone(),
-                        actual,
-                    });
-                }
-                if meta.len() != *size {
-                    return Err(shape(&format!(
-                        "has {} bytes instead of {size}",
-                        meta.len()
-                    )));
-                }
+            let actual = fs::read_link(&p).map_err(io)?;
+            if actual != Path::new(target) {
+                return Err(shape(&format!(
+                    "symlink points at {} instead of {target}",
+                    actual.display()
+                )));
             }
-            Entry::Dir { .. } => {}
         }
+        Entry::File { sha256, size, .. } => {
+            if !meta.is_file() {
+                return Err(shape("should be a regular file"));
+            }
+            let actual = hash_file(&p).map_err(io)?;
+            if &actual != sha256 {
+                return Err(VerifyError::Checksum {
+                    path: e.path().to_string(),
+                    expected: sha256.clone(),
+                    actual,
+                });
+            }
+            if meta.len() != *size {
+                return Err(shape(&format!(
+                    "has {} bytes instead of {size}",
+                    meta.len()
+                )));
+            }
+        }
+        Entry::Dir { .. } => {}
     }
     Ok(())
 }
@@ -456,8 +498,11 @@ pub fn install(from: &Path, to: &Path, verify_installed: bool) -> anyhow::Result
     ));
     fs::create_dir(&tmp).with_context(|| format!("create {}", tmp.display()))?;
     fs::set_permissions(&tmp, fs::Permissions::from_mode(DIR_MODE))?;
+    // Directories and symlinks first, in order, so every file's parent exists;
+    // then the files, copied and hashed on a few threads.
     let mut files = Vec::new();
     let mut bytes = 0;
+    let mut to_copy = Vec::new();
     for it in &items {
         let dst = tmp.join(&it.rel);
         let ft = it.meta.file_type();
@@ -465,26 +510,19 @@ pub fn install(from: &Path, to: &Path, verify_installed: bool) -> anyhow::Result
             let target = fs::read_link(&it.abs)?;
             std::os::unix::fs::symlink(&target, &dst)
                 .with_context(|| format!("symlink {}", dst.display()))?;
-            files.push(Entry::Symlink {
+            files.push(Some(Entry::Symlink {
                 path: it.rel.clone(),
                 target: target.display().to_string(),
-            });
+            }));
         } else if ft.is_dir() {
             fs::create_dir(&dst).with_context(|| format!("create {}", dst.display()))?;
             fs::set_permissions(&dst, fs::Permissions::from_mode(DIR_MODE))?;
-            files.push(Entry::Dir {
+            files.push(Some(Entry::Dir {
                 path: it.rel.clone(),
-            });
+            }));
         } else if ft.is_file() {
-            let mode = file_mode(it.meta.mode());
-            let (sha256, size) = copy_file(&it.abs, &dst, mode)?;
-            bytes += size;
-            files.push(Entry::File {
-                path: it.rel.clone(),
-                mode,
-                size,
-                sha256,
-            });
+            to_copy.push((files.len(), it, dst, file_mode(it.meta.mode())));
+            files.push(None);
         } else {
             bail!(
                 "{} is neither a file, a directory nor a symlink",
@@ -492,6 +530,22 @@ pub fn install(from: &Path, to: &Path, verify_installed: bool) -> anyhow::Result
             );
         }
     }
+    let copied = parallel(&to_copy, |(_, it, dst, mode)| {
+        copy_file(&it.abs, dst, *mode)
+    })?;
+    for ((slot, it, _, mode), (sha256, size)) in to_copy.iter().zip(copied) {
+        bytes += size;
+        files[*slot] = Some(Entry::File {
+            path: it.rel.clone(),
+            mode: *mode,
+            size,
+            sha256,
+        });
+    }
+    let mut files: Vec<Entry> = files
+        .into_iter()
+        .map(|e| e.expect("every slot is filled"))
+        .collect();
     for (name, data, mode) in asset_items() {
         let dst = tmp.join(&name);
         if let Some(parent) = dst.parent() {

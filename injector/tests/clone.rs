@@ -99,6 +99,20 @@ fn clones_over_file_url_with_marker_and_is_idempotent() {
     assert!(projects.join(".gl_project_cloning_successful").is_file());
     assert_eq!(git(&dest, &["rev-parse", "--abbrev-ref", "HEAD"]), "main");
 
+    // The marker lost (or never written after the rename): the complete
+    // working copy is kept, with its local work, and the marker comes back.
+    std::fs::write(dest.join("work.txt"), "uncommitted").unwrap();
+    std::fs::remove_file(projects.join(".gl_project_cloning_successful")).unwrap();
+    let o = clone_cmd(&url, &dest, &[]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("writing the missing marker"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(dest.join("work.txt").exists());
+    assert!(projects.join(".gl_project_cloning_successful").is_file());
+
     // Rerun: left alone, even with local changes.
     std::fs::write(dest.join("local.txt"), "mine").unwrap();
     let o = clone_cmd(&url, &dest, &[]).output().unwrap();

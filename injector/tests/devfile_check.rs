@@ -321,6 +321,11 @@ fn bad_usage_exits_64_with_one_line() {
     let o = run(&["devfile", "check"]);
     assert_eq!(o.status.code(), Some(64));
     assert_eq!(stderr(&o).trim_end().lines().count(), 1, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("<FILE>"),
+        "says what is missing: {}",
+        stderr(&o)
+    );
     let o = run(&["frobnicate"]);
     assert_eq!(o.status.code(), Some(64));
 }

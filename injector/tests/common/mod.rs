@@ -44,22 +44,24 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     p
 }
 
-/// Builds the daemon (`cargo build -p workspaced`) into the target dir this
-/// test binary was built in, and returns its path.
+/// Builds the daemon into the target dir this test binary was built in,
+/// and returns its path. `--workspace --bins` rather than `-p workspaced`:
+/// it selects the same packages, hence the same dependency features, as the
+/// CI's `cargo build --workspace --bins`, so nothing is rebuilt there.
 pub fn build_workspaced() -> PathBuf {
     let injector = PathBuf::from(env!("CARGO_BIN_EXE_workspace-injector"));
     let profile_dir = injector.parent().unwrap().to_path_buf();
     let target_dir = profile_dir.parent().unwrap();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let o = Command::new(cargo)
-        .args(["build", "-p", "workspaced"])
+        .args(["build", "--workspace", "--bins"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("CARGO_TARGET_DIR", target_dir)
         .output()
         .unwrap();
     assert!(
         o.status.success(),
-        "cargo build -p workspaced: {}",
+        "cargo build --workspace --bins: {}",
         stderr(&o)
     );
     profile_dir.join("workspaced")
