@@ -27,12 +27,20 @@ ctxt() {
 cpu_ticks() { awk '{print $14 + $15}' /proc/"$1"/stat; }
 rss_kib() { awk '/^VmRSS/ {print $2}' /proc/"$1"/status; }
 
-# run N: starts a daemon with N idle terminals, measures, prints a table row.
+# run N [COMPONENT_PORT]: starts a daemon with N idle terminals (and, with a
+# port, one supervised component listening there, which the daemon probes),
+# measures, prints a table row.
 run() {
-  local n=$1 ws state port pid
+  local n=$1 cport=${2:-} ws state port pid label=$1
   ws=$(mktemp -d) state=$(mktemp -d)
+  : >"$state/config.toml"
+  if [ -n "$cport" ]; then
+    label="$n + 1 component"
+    printf '[[components]]\nname = "editor"\ncommand = ["python3", "-m", "http.server", "--bind", "127.0.0.1", "%s"]\nport = %s\n' \
+      "$cport" "$cport" >"$state/config.toml"
+  fi
   WORKSPACED_TOKEN=$TOKEN RUST_LOG=info "$BIN" serve --listen 127.0.0.1:0 \
-    --workspace "$ws" --state-dir "$state" --idle-timeout 30m \
+    --workspace "$ws" --state-dir "$state" --idle-timeout 30m --config "$state/config.toml" \
     2>"$state/log" &
   pid=$!
   for _ in $(seq 100); do
@@ -45,7 +53,7 @@ run() {
     curl -fsS -o /dev/null -H "Authorization: Bearer $TOKEN" -X POST \
       -d '{"command":["bash","--norc","--noprofile","-i"]}' "http://127.0.0.1:$port/api/v1/terminals"
   done
-  sleep 3 # let start-up settle
+  sleep 10 # let start-up settle (shells print their prompts)
   local c0 t0 c1 t1 rss
   c0=$(ctxt "$pid") t0=$(cpu_ticks "$pid")
   sleep "$WINDOW"
@@ -54,11 +62,12 @@ run() {
   kill -TERM "$pid"
   wait "$pid" || true
   rm -rf "$ws" "$state"
-  awk -v n="$n" -v w="$WINDOW" -v dt=$((t1 - t0)) -v hz="$TICKS" -v dc=$((c1 - c0)) -v rss="$rss" \
-    'BEGIN { printf "| %d | %.3f%% | %.1f MiB | %.2f |\n", n, 100 * dt / hz / w, rss / 1024, dc / w }'
+  awk -v n="$label" -v w="$WINDOW" -v dt=$((t1 - t0)) -v hz="$TICKS" -v dc=$((c1 - c0)) -v rss="$rss" \
+    'BEGIN { printf "| %s | %.3f%% | %.1f MiB | %.2f |\n", n, 100 * dt / hz / w, rss / 1024, dc / w }'
 }
 
 echo "| terminals | CPU (of one core, ${WINDOW} s) | RSS | wake-ups/s |"
 echo "| --- | --- | --- | --- |"
 run 0
 run "$TERMINALS"
+run "$TERMINALS" "$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"

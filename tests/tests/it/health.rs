@@ -77,8 +77,9 @@ env = { GREETING = "from-env" }
         (c["restarts"].as_u64().unwrap() >= 2).then_some(c)
     })
     .await;
-    // Pauses of 1 s then 2 s come before the second restart.
-    assert!(started.elapsed() >= Duration::from_secs(3), "{c}");
+    // Pauses of 1 s then 2 s (not 1 s and 1 s) come before the second
+    // restart; the first start was a moment before `started`.
+    assert!(started.elapsed() >= Duration::from_millis(2500), "{c}");
     assert_eq!(c["last_exit"]["code"], 3, "{c}");
     assert!(c["last_exit"]["at"].is_string(), "{c}");
     let log = std::fs::read_to_string(logs.path().join("editor.log")).unwrap();
@@ -205,18 +206,27 @@ async fn memory_bytes_agrees_with_the_cgroup_file() {
             .parse()
             .unwrap()
     };
-    let before = read();
-    let status = d.get_json("/api/v1/status").await;
-    let after = read();
-    let got = status["resources"]["memory_bytes"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{status}"));
-    let (lo, hi) = (before.min(after), before.max(after));
-    // Other processes in the cgroup move it a little between the reads.
-    assert!(
-        got >= lo - lo / 20 && got <= hi + hi / 20,
-        "{got} not near {before}..{after} of {file}"
-    );
+    // Other processes share the cgroup and move it between the reads: a
+    // sample counts when the daemon's figure lies between the test's own
+    // reads just before and after it (5% slack); a few samples are allowed.
+    let mut samples = Vec::new();
+    let status = loop {
+        let before = read();
+        let status = d.get_json("/api/v1/status").await;
+        let after = read();
+        let got = status["resources"]["memory_bytes"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{status}"));
+        let (lo, hi) = (before.min(after), before.max(after));
+        if got >= lo - lo / 20 && got <= hi + hi / 20 {
+            break status;
+        }
+        samples.push((before, got, after));
+        assert!(
+            samples.len() < 5,
+            "memory_bytes disagrees with {file}: {samples:?}"
+        );
+    };
     assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(status["workspace"]["name"], "ws-test");
     assert!(status["started_at"].is_string());
