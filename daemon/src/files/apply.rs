@@ -223,6 +223,27 @@ impl Planner<'_> {
         })
     }
 
+    /// Like `check_base`, for changes that act on an existing file or symlink.
+    fn check_blob(
+        &mut self,
+        index: usize,
+        path: &str,
+        base: Option<&str>,
+    ) -> Result<Result<(Kind, Vec<u8>), Conflict>, PathError> {
+        Ok(match self.check_base(index, path, base)? {
+            Ok(Slot::Blob { kind, bytes }) => Ok((kind, bytes)),
+            Ok(_) => Err(Conflict {
+                index,
+                path: path.to_owned(),
+                code: ConflictCode::NotFound,
+                expected: None,
+                actual: None,
+                message: format!("the change of {path} needs the base version of a file"),
+            }),
+            Err(c) => Err(c),
+        })
+    }
+
     /// Plans one change: the actions and the slots it leaves, or its conflict.
     fn plan(
         &mut self,
@@ -267,12 +288,9 @@ impl Planner<'_> {
                 )))
             }
             Op::Patch { diff } => {
-                let slot = match self.check_base(index, &path, base)? {
-                    Ok(s) => s,
+                let (_, bytes) = match self.check_blob(index, &path, base)? {
+                    Ok(b) => b,
                     Err(c) => return Ok(Err(c)),
-                };
-                let Slot::Blob { bytes, .. } = slot else {
-                    unreachable!("a matching base is a blob")
                 };
                 match patch::apply(&bytes, diff) {
                     Ok(new) => {
@@ -301,12 +319,9 @@ impl Planner<'_> {
                 }
             }
             Op::Edit { edits, encoding } => {
-                let slot = match self.check_base(index, &path, base)? {
-                    Ok(s) => s,
+                let (_, bytes) = match self.check_blob(index, &path, base)? {
+                    Ok(b) => b,
                     Err(c) => return Ok(Err(c)),
-                };
-                let Slot::Blob { bytes, .. } = slot else {
-                    unreachable!("a matching base is a blob")
                 };
                 let text = String::from_utf8(bytes).map_err(|_| Refusal::InvalidEdit {
                     index,
@@ -332,12 +347,9 @@ impl Planner<'_> {
                 )))
             }
             Op::Delete => {
-                let slot = match self.check_base(index, &path, base)? {
-                    Ok(s) => s,
+                let (kind, _) = match self.check_blob(index, &path, base)? {
+                    Ok(b) => b,
                     Err(c) => return Ok(Err(c)),
-                };
-                let Slot::Blob { kind, .. } = slot else {
-                    unreachable!("a matching base is a blob")
                 };
                 self.overlay.insert(path.clone(), Slot::Missing);
                 Ok(Ok((
