@@ -970,3 +970,35 @@ fn walk(dir: &Path) -> Vec<String> {
     }
     out
 }
+
+#[tokio::test]
+async fn a_gitignore_change_brings_unignored_files_in() {
+    let ws = repo(&[(".gitignore", "build/\n")]);
+    std::fs::create_dir_all(ws.path().join("build/sub")).unwrap();
+    std::fs::write(ws.path().join("build/sub/x"), "x\n").unwrap();
+    let d = TestDaemon::builder().workspace(ws).start();
+    let root = d.root().to_owned();
+    let mut c = d.ws("/api/v1/sync").await;
+    hello(&mut c).await;
+    std::fs::write(root.join("build/early"), "ignored\n").unwrap();
+    std::fs::write(root.join(".gitignore"), "*.log\n").unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + WAIT;
+    while !seen.contains("build/sub/x") {
+        assert!(
+            Instant::now() < deadline,
+            "un-ignored files not reported: {seen:?}"
+        );
+        let v = c.next_json().await;
+        if v["type"] == "changed" {
+            seen.insert(v["path"].as_str().unwrap().to_owned());
+        }
+    }
+    assert!(
+        seen.contains("build") && seen.contains("build/sub"),
+        "{seen:?}"
+    );
+    // The directory is watched from now on.
+    std::fs::write(root.join("build/sub/y"), "y\n").unwrap();
+    wait_for(&mut c, "build/sub/y", |v| is_changed(v, "build/sub/y")).await;
+}
