@@ -530,7 +530,7 @@ async fn hostile_paths_are_refused_with_nothing_read_or_written() {
             let _ = std::fs::remove_file(swap_root.join("swap"));
         }
     });
-    for i in 0..300 {
+    for i in 0..150 {
         let r = d
             .req(Method::PUT, &format!("/api/v1/files/swap/f{i}"))
             .header("if-none-match", "*")
@@ -908,8 +908,8 @@ async fn past_the_watch_limit_rescans_keep_events_coming() {
 #[tokio::test]
 async fn a_crash_during_a_big_apply_leaves_files_whole() {
     let ws = tempfile::tempdir().unwrap();
-    let old = |i: usize| format!("old {i}\n").repeat(2000);
-    let new = |i: usize| format!("new {i}\n").repeat(2000);
+    let old = |i: usize| format!("old {i}\n").repeat(500);
+    let new = |i: usize| format!("new {i}\n").repeat(500);
     let mut changes = Vec::new();
     for i in 0..1000 {
         std::fs::write(ws.path().join(format!("f{i:04}")), old(i)).unwrap();
