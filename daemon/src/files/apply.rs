@@ -223,6 +223,27 @@ impl Planner<'_> {
         })
     }
 
+    /// Like `check_base`, for changes that act on an existing file or symlink.
+    fn check_blob(
+        &mut self,
+        index: usize,
+        path: &str,
+        base: Option<&str>,
+    ) -> Result<Result<(Kind, Vec<u8>), Conflict>, PathError> {
+        Ok(match self.check_base(index, path, base)? {
+            Ok(Slot::Blob { kind, bytes }) => Ok((kind, bytes)),
+            Ok(_) => Err(Conflict {
+                index,
+                path: path.to_owned(),
+                code: ConflictCode::NotFound,
+                expected: None,
+                actual: None,
+                message: format!("the change of {path} needs the base version of a file"),
+            }),
+            Err(c) => Err(c),
+        })
+    }
+
     /// Plans one change: the actions and the slots it leaves, or its conflict.
     fn plan(
         &mut self,
@@ -267,12 +288,9 @@ impl Planner<'_> {
                 )))
             }
             Op::Patch { diff } => {
-                let slot = match self.check_base(index, &path, base)? {
-                    Ok(s) => s,
+                let (_, bytes) = match self.check_blob(index, &path, base)? {
+                    Ok(b) => b,
                     Err(c) => return Ok(Err(c)),
-                };
-                let Slot::Blob { bytes, .. } = slot else {
-                    unreachable!("a matching base is a blob")
                 };
                 match patch::apply(&bytes, diff) {
                     Ok(new) => {
@@ -301,12 +319,9 @@ impl Planner<'_> {
                 }
             }
             Op::Edit { edits, encoding } => {
-                let slot = match self.check_base(index, &path, base)? {
-                    Ok(s) => s,
+                let (_, bytes) = match self.check_blob(index, &path, base)? {
+                    Ok(b) => b,
                     Err(c) => return Ok(Err(c)),
-                };
-                let Slot::Blob { bytes, .. } = slot else {
-                    unreachable!("a matching base is a blob")
                 };
                 let text = String::from_utf8(bytes).map_err(|_| Refusal::InvalidEdit {
                     index,
@@ -332,12 +347,9 @@ impl Planner<'_> {
                 )))
             }
             Op::Delete => {
-                let slot = match self.check_base(index, &path, base)? {
-                    Ok(s) => s,
+                let (kind, _) = match self.check_blob(index, &path, base)? {
+                    Ok(b) => b,
                     Err(c) => return Ok(Err(c)),
-                };
-                let Slot::Blob { kind, .. } = slot else {
-                    unreachable!("a matching base is a blob")
                 };
                 self.overlay.insert(path.clone(), Slot::Missing);
                 Ok(Ok((
@@ -407,18 +419,23 @@ fn entry_of(root: &Root, path: &str) -> Result<Option<Entry>, PathError> {
     Entry::read(&dir, name, path)
 }
 
-fn execute(root: &Root, action: &Action, effects: &mut dyn FnMut(Effect)) -> Result<(), PathError> {
+fn execute(
+    root: &Root,
+    action: &Action,
+    pending: &mut disk::PendingDirs,
+    effects: &mut dyn FnMut(Effect),
+) -> Result<(), PathError> {
     match action {
         Action::Write { path, bytes } => {
             let (dir, name) = disk::open_parent_creating(root, path)?;
-            disk::write_atomic(&dir, name, bytes)?;
+            disk::write_atomic(&dir, name, bytes, pending)?;
             if let Some(e) = Entry::read(&dir, name, path)? {
                 effects(Effect::Changed(e));
             }
         }
         Action::Remove { path, kind } => {
             let (dir, name) = root.open_parent(path)?;
-            disk::remove_at(&dir, name)?;
+            disk::remove_at(&dir, name, pending)?;
             effects(Effect::Deleted {
                 path: path.clone(),
                 kind: *kind,
@@ -430,7 +447,7 @@ fn execute(root: &Root, action: &Action, effects: &mut dyn FnMut(Effect)) -> Res
                 .map(|m| m.kind)
                 .unwrap_or(Kind::File);
             let (to_dir, to_name) = disk::open_parent_creating(root, to)?;
-            disk::rename_at(&from_dir, from_name, &to_dir, to_name)?;
+            disk::rename_at(&from_dir, from_name, &to_dir, to_name, pending)?;
             effects(Effect::Deleted {
                 path: from.clone(),
                 kind,
@@ -495,11 +512,12 @@ pub fn apply(
     }
     drop(planner);
     let mut results = Vec::with_capacity(plans.len());
+    let mut pending = disk::PendingDirs::default();
     for (index, plan) in plans.into_iter().enumerate() {
         match plan {
             Ok((actions, oid, path)) => {
                 for a in &actions {
-                    execute(root, a, on_effect).map_err(|source| ApplyError::Io {
+                    execute(root, a, &mut pending, on_effect).map_err(|source| ApplyError::Io {
                         index,
                         path: path.clone(),
                         source,
@@ -510,5 +528,11 @@ pub fn apply(
             Err(c) => results.push(ChangeResult::Failed(c)),
         }
     }
+    // The renames are durable before the batch is answered.
+    pending.sync().map_err(|source| ApplyError::Io {
+        index: changes.len().saturating_sub(1),
+        path: "(directory sync)".into(),
+        source,
+    })?;
     Ok(Outcome::Applied { results })
 }

@@ -183,9 +183,45 @@ fn sync_dir(dir: &OwnedFd) -> Result<(), Errno> {
     fsync(&d)
 }
 
-/// Replaces `name` in `dir` with `bytes`, durably and atomically. The mode of
-/// an existing regular file is kept; anything else becomes 0644.
-pub fn write_atomic(dir: &OwnedFd, name: &str, bytes: &[u8]) -> Result<(), PathError> {
+/// Directories whose entries a batch changed: each is fsync'd once, before
+/// the batch is answered, rather than once per file.
+#[derive(Debug, Default)]
+pub struct PendingDirs(std::collections::HashMap<(u64, u64), OwnedFd>);
+
+impl PendingDirs {
+    /// At most this many handles are held; past it they are synced early.
+    const MAX_HELD: usize = 256;
+
+    pub fn add(&mut self, dir: &OwnedFd) -> Result<(), PathError> {
+        let st = nix::sys::stat::fstat(dir)?;
+        if !self.0.contains_key(&(st.st_dev, st.st_ino)) {
+            if self.0.len() >= Self::MAX_HELD {
+                self.sync()?;
+            }
+            self.0.insert((st.st_dev, st.st_ino), dir.try_clone()?);
+        }
+        Ok(())
+    }
+
+    /// Fsyncs every pending directory.
+    pub fn sync(&mut self) -> Result<(), PathError> {
+        for (_, d) in self.0.drain() {
+            sync_dir(&d)?;
+        }
+        Ok(())
+    }
+}
+
+/// Replaces `name` in `dir` with `bytes` atomically: temporary file, fsync,
+/// rename. The directory goes to `pending` (its fsync makes the rename
+/// durable). The mode of an existing regular file is kept; anything else
+/// becomes 0644.
+pub fn write_atomic(
+    dir: &OwnedFd,
+    name: &str,
+    bytes: &[u8],
+    pending: &mut PendingDirs,
+) -> Result<(), PathError> {
     let perm = match stat_at(dir, name)? {
         Some(m) if m.kind == Kind::File => m.perm,
         _ => 0o644,
@@ -210,15 +246,13 @@ pub fn write_atomic(dir: &OwnedFd, name: &str, bytes: &[u8]) -> Result<(), PathE
         let _ = unlinkat(dir, OsStr::new(&tmp), UnlinkatFlags::NoRemoveDir);
         return result;
     }
-    sync_dir(dir)?;
-    Ok(())
+    pending.add(dir)
 }
 
 /// Removes a file or symlink (never a directory).
-pub fn remove_at(dir: &OwnedFd, name: &str) -> Result<(), PathError> {
+pub fn remove_at(dir: &OwnedFd, name: &str, pending: &mut PendingDirs) -> Result<(), PathError> {
     unlinkat(dir, OsStr::new(name), UnlinkatFlags::NoRemoveDir)?;
-    sync_dir(dir)?;
-    Ok(())
+    pending.add(dir)
 }
 
 pub fn rename_at(
@@ -226,11 +260,11 @@ pub fn rename_at(
     from_name: &str,
     to: &OwnedFd,
     to_name: &str,
+    pending: &mut PendingDirs,
 ) -> Result<(), PathError> {
     renameat(from, OsStr::new(from_name), to, OsStr::new(to_name))?;
-    sync_dir(to)?;
-    sync_dir(from)?;
-    Ok(())
+    pending.add(to)?;
+    pending.add(from)
 }
 
 /// Opens the parent of `path` inside the workspace, creating missing

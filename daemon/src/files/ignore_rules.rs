@@ -86,6 +86,31 @@ impl Rules {
     }
 
     pub fn is_ignored(&self, rel: &str, is_dir: bool) -> bool {
+        self.check(rel, is_dir, true)
+    }
+
+    /// Like `is_ignored`, for a walk that already left out ignored
+    /// directories: the parents are not matched again.
+    pub fn is_ignored_in_walk(&self, rel: &str, is_dir: bool) -> bool {
+        self.check(rel, is_dir, false)
+    }
+
+    fn check(&self, rel: &str, is_dir: bool, parents: bool) -> bool {
+        // 1: ignored, -1: whitelisted, 0: no rule matches.
+        let matched = |g: &Gitignore, p: &str| -> i8 {
+            let m = if parents {
+                g.matched_path_or_any_parents(p, is_dir)
+            } else {
+                g.matched(p, is_dir)
+            };
+            if m.is_ignore() {
+                1
+            } else if m.is_whitelist() {
+                -1
+            } else {
+                0
+            }
+        };
         if is_git_internal(rel) {
             return true;
         }
@@ -107,21 +132,17 @@ impl Rules {
                 } else {
                     &rel[dir.len() + 1..]
                 };
-                let m = g.matched_path_or_any_parents(sub, is_dir);
-                if m.is_ignore() {
-                    return true;
-                }
-                if m.is_whitelist() {
-                    return false;
+                match matched(g, sub) {
+                    1 => return true,
+                    -1 => return false,
+                    _ => {}
                 }
             }
             if dir.is_empty() {
                 break;
             }
         }
-        self.repo
-            .iter()
-            .any(|g| g.matched_path_or_any_parents(rel, is_dir).is_ignore())
+        self.repo.iter().any(|g| matched(g, rel) == 1)
     }
 }
 
@@ -149,5 +170,7 @@ mod tests {
         assert!(!r.is_ignored("src/main.rs", false));
         assert!(r.is_ignored(".git/HEAD", false));
         assert!(r.is_ignored("sub/.workspaced-tmp-abc-x", false));
+        assert!(r.is_ignored_in_walk("sub/deep/b.log", false));
+        assert!(!r.is_ignored_in_walk("sub/keep.log", false));
     }
 }

@@ -98,7 +98,7 @@ pub fn list(root: &Root, path: &str, opts: Options) -> Result<Listing, PathError
                 Err(e) => return Err(e.into()),
             };
             let is_dir = meta.kind == Kind::Dir;
-            if !opts.ignored && rules.is_ignored(&rel, is_dir) {
+            if !opts.ignored && rules.is_ignored_in_walk(&rel, is_dir) {
                 continue;
             }
             let out = join(&out_dir, name);

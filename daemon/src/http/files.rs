@@ -406,6 +406,22 @@ pub struct TreeQuery {
     ignored: bool,
 }
 
+#[derive(serde::Serialize)]
+struct WireEntry<'a> {
+    path: &'a str,
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    oid: Option<&'a str>,
+    size: u64,
+    mode: &'static str,
+}
+
+#[derive(serde::Serialize)]
+struct WireTree<'a> {
+    entries: Vec<WireEntry<'a>>,
+    head: Option<&'a str>,
+}
+
 pub(super) fn entry_json(e: &Entry) -> Value {
     let mut v = json!({"path": e.path, "kind": e.kind.as_str(), "size": e.size, "mode": e.mode});
     if let Some(oid) = &e.oid {
@@ -432,6 +448,20 @@ pub async fn tree(
     })
     .await
     .map_err(|e| ApiError::internal(format!("tree task: {e}")))??;
-    let entries: Vec<Value> = listing.entries.iter().map(entry_json).collect();
-    Ok(Json(json!({"entries": entries, "head": listing.head})).into_response())
+    // Serialised straight from the entries: a big tree is tens of thousands.
+    let wire = WireTree {
+        entries: listing
+            .entries
+            .iter()
+            .map(|e| WireEntry {
+                path: &e.path,
+                kind: e.kind.as_str(),
+                oid: e.oid.as_deref(),
+                size: e.size,
+                mode: e.mode,
+            })
+            .collect(),
+        head: listing.head.as_deref(),
+    };
+    Ok(Json(wire).into_response())
 }

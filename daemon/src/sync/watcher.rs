@@ -448,7 +448,15 @@ impl Actor {
         };
         let name = rel.rsplit('/').next().unwrap_or(rel);
         if name == ".gitignore" {
-            self.rules.load_dir(parent_of(rel));
+            // New rules may un-ignore siblings: look at the ones not known.
+            let parent = parent_of(rel).to_owned();
+            self.rules.load_dir(&parent);
+            for sibling in self.list(&parent) {
+                let p = join(&parent, &sibling);
+                if sibling != ".gitignore" && !st.known.contains_key(&p) {
+                    self.look(st, &p);
+                }
+            }
         }
         let Some((entry, meta)) = found else {
             // Gone: report the topmost known ancestor that is gone too, once.

@@ -530,7 +530,7 @@ async fn hostile_paths_are_refused_with_nothing_read_or_written() {
             let _ = std::fs::remove_file(swap_root.join("swap"));
         }
     });
-    for i in 0..300 {
+    for i in 0..150 {
         let r = d
             .req(Method::PUT, &format!("/api/v1/files/swap/f{i}"))
             .header("if-none-match", "*")
@@ -908,8 +908,8 @@ async fn past_the_watch_limit_rescans_keep_events_coming() {
 #[tokio::test]
 async fn a_crash_during_a_big_apply_leaves_files_whole() {
     let ws = tempfile::tempdir().unwrap();
-    let old = |i: usize| format!("old {i}\n").repeat(2000);
-    let new = |i: usize| format!("new {i}\n").repeat(2000);
+    let old = |i: usize| format!("old {i}\n").repeat(500);
+    let new = |i: usize| format!("new {i}\n").repeat(500);
     let mut changes = Vec::new();
     for i in 0..1000 {
         std::fs::write(ws.path().join(format!("f{i:04}")), old(i)).unwrap();
@@ -969,4 +969,36 @@ fn walk(dir: &Path) -> Vec<String> {
         }
     }
     out
+}
+
+#[tokio::test]
+async fn a_gitignore_change_brings_unignored_files_in() {
+    let ws = repo(&[(".gitignore", "build/\n")]);
+    std::fs::create_dir_all(ws.path().join("build/sub")).unwrap();
+    std::fs::write(ws.path().join("build/sub/x"), "x\n").unwrap();
+    let d = TestDaemon::builder().workspace(ws).start();
+    let root = d.root().to_owned();
+    let mut c = d.ws("/api/v1/sync").await;
+    hello(&mut c).await;
+    std::fs::write(root.join("build/early"), "ignored\n").unwrap();
+    std::fs::write(root.join(".gitignore"), "*.log\n").unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + WAIT;
+    while !seen.contains("build/sub/x") {
+        assert!(
+            Instant::now() < deadline,
+            "un-ignored files not reported: {seen:?}"
+        );
+        let v = c.next_json().await;
+        if v["type"] == "changed" {
+            seen.insert(v["path"].as_str().unwrap().to_owned());
+        }
+    }
+    assert!(
+        seen.contains("build") && seen.contains("build/sub"),
+        "{seen:?}"
+    );
+    // The directory is watched from now on.
+    std::fs::write(root.join("build/sub/y"), "y\n").unwrap();
+    wait_for(&mut c, "build/sub/y", |v| is_changed(v, "build/sub/y")).await;
 }
