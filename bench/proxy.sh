@@ -35,6 +35,7 @@ UP=$(free_port); NG=$(free_port); WD=$(free_port)
 mkdir -p "$work/www" "$work/ws"
 head -c 1024 /dev/urandom > "$work/www/1k.bin"
 truncate -s 1G "$work/www/1g.bin"
+chmod 755 "$work"; chmod -R a+rX "$work/www"  # nginx workers run as www-data
 cat > "$work/nginx.conf" <<CONF
 worker_processes 1;
 daemon off;
@@ -66,7 +67,7 @@ WORKSPACED_TOKEN=$TOKEN RUST_LOG=warn "$BIN" serve --listen "127.0.0.1:$WD" \
   --workspace "$work/ws" --state-dir "$work/state" --default-visibility public \
   2> "$work/workspaced.log" & WPID=$!; pids+=($WPID)
 
-wait_for() { for _ in $(seq 200); do curl -fs -o /dev/null "$1" && return 0; sleep 0.05; done; echo "no answer from $1" >&2; exit 1; }
+wait_for() { for _ in $(seq 200); do curl -fs -o /dev/null "$1" && return 0; sleep 0.05; done; echo "no answer from $1" >&2; cat "$work"/*.log >&2; exit 1; }
 wait_for "http://127.0.0.1:$UP/1k.bin"
 wait_for "http://127.0.0.1:$NG/1k.bin"
 wait_for "http://127.0.0.1:$WD/proxy/$UP/1k.bin"
