@@ -38,6 +38,12 @@ pub async fn readyz(State(app): State<AppState>) -> Response {
 
 pub async fn status(State(app): State<AppState>) -> Json<serde_json::Value> {
     app.components.set_builtin("watcher", watcher_state(&app));
+    let ports = if app.ports.is_degraded() {
+        crate::health::State::Degraded
+    } else {
+        crate::health::State::Ready
+    };
+    app.components.set_builtin("ports", ports);
     let cgroup = app.cgroup.clone();
     let resources = tokio::task::spawn_blocking(move || cgroup.read())
         .await

@@ -116,6 +116,8 @@ pub struct Ports {
     settings: Settings,
     state: Mutex<State>,
     events: EventBus,
+    /// Set while detection works in a fallback mode (`/proc`, or not at all).
+    degraded: std::sync::atomic::AtomicBool,
 }
 
 impl Ports {
@@ -128,7 +130,14 @@ impl Ports {
             settings,
             state: Mutex::new(state),
             events,
+            degraded: Default::default(),
         }
+    }
+
+    /// Whether detection works in a fallback mode (the built-in `ports`
+    /// component is then `degraded`).
+    pub fn is_degraded(&self) -> bool {
+        self.degraded.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn url(&self, port: u16) -> String {
@@ -437,6 +446,10 @@ pub fn spawn_detector(ports: Arc<Ports>, tracker: &TaskTracker, cancel: Cancella
                         return;
                     }
                 };
+                ports.degraded.store(
+                    s.fallback || result.is_err(),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
                 scanner = Some(s);
                 match result {
                     Ok(now) => {

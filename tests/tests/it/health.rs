@@ -388,3 +388,19 @@ async fn terminal_output_counts_only_when_configured() {
     assert!(s["terminal_input"].is_string(), "{s}");
     assert!(s.get("terminal_output").is_none(), "not configured: {s}");
 }
+
+#[tokio::test]
+async fn the_built_in_watcher_and_ports_are_listed_and_never_required() {
+    let d = TestDaemon::start();
+    let status = d.get_json("/api/v1/status").await;
+    let components = status["components"].as_array().unwrap();
+    for name in ["watcher", "ports"] {
+        let c = components
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("{name} missing from {status}"));
+        assert_eq!(c["state"], "ready", "{c}");
+    }
+    let r = d.http.get(d.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
