@@ -18,6 +18,7 @@ use std::time::SystemTime;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -210,25 +211,7 @@ async fn require_owner(State(app): State<AppState>, req: Request, next: Next) ->
     }
     if let Some((credential, auth::Source::Query)) = &found {
         if page_load && !auth::is_websocket_upgrade(&parts.headers) {
-            let query =
-                auth::strip_query_params(parts.uri.query().unwrap_or(""), &[auth::QUERY_PARAM]);
-            let location = if query.is_empty() {
-                parts.uri.path().to_owned()
-            } else {
-                format!("{}?{query}", parts.uri.path())
-            };
-            let cookie = auth::session_cookie(credential, auth::is_secure(&parts.headers));
-            let mut resp = StatusCode::SEE_OTHER.into_response();
-            let h = resp.headers_mut();
-            if let (Ok(l), Ok(c)) = (
-                HeaderValue::from_str(&location),
-                HeaderValue::from_str(&cookie),
-            ) {
-                h.insert(header::LOCATION, l);
-                h.insert(header::SET_COOKIE, c);
-            }
-            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            return resp;
+            return redirect_with_cookie(&parts, credential, &[auth::QUERY_PARAM]);
         }
     }
     let path = parts.uri.path();
@@ -238,6 +221,29 @@ async fn require_owner(State(app): State<AppState>, req: Request, next: Next) ->
         app.activity.touch(ActivitySource::Api);
     }
     next.run(Request::from_parts(parts, body)).await
+}
+
+/// 303 to the same URL without the `strip` query parameters, setting
+/// `session` as the session cookie: how a credential leaves a URL.
+pub(crate) fn redirect_with_cookie(parts: &Parts, session: &str, strip: &[&str]) -> Response {
+    let query = auth::strip_query_params(parts.uri.query().unwrap_or(""), strip);
+    let location = if query.is_empty() {
+        parts.uri.path().to_owned()
+    } else {
+        format!("{}?{query}", parts.uri.path())
+    };
+    let cookie = auth::session_cookie(session, auth::is_secure(&parts.headers));
+    let mut resp = StatusCode::SEE_OTHER.into_response();
+    let h = resp.headers_mut();
+    if let (Ok(l), Ok(c)) = (
+        HeaderValue::from_str(&location),
+        HeaderValue::from_str(&cookie),
+    ) {
+        h.insert(header::LOCATION, l);
+        h.insert(header::SET_COOKIE, c);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
 }
 
 /// An empty body with a status, for 204 answers.

@@ -335,27 +335,7 @@ fn cookies(headers: &HeaderMap, name: &str) -> Vec<String> {
 
 /// 303 to the same URL without the credential parameters, with the session cookie.
 fn redirect_with_cookie(parts: &Parts, session: &str) -> Response {
-    let query = auth::strip_query_params(
-        parts.uri.query().unwrap_or(""),
-        &[auth::QUERY_PARAM, TICKET_PARAM],
-    );
-    let location = if query.is_empty() {
-        parts.uri.path().to_owned()
-    } else {
-        format!("{}?{query}", parts.uri.path())
-    };
-    let cookie = auth::session_cookie(session, auth::is_secure(&parts.headers));
-    let mut resp = StatusCode::SEE_OTHER.into_response();
-    let h = resp.headers_mut();
-    if let (Ok(l), Ok(c)) = (
-        HeaderValue::from_str(&location),
-        HeaderValue::from_str(&cookie),
-    ) {
-        h.insert(header::LOCATION, l);
-        h.insert(header::SET_COOKIE, c);
-    }
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
+    crate::http::redirect_with_cookie(parts, session, &[auth::QUERY_PARAM, TICKET_PARAM])
 }
 
 fn is_upgrade(headers: &HeaderMap) -> bool {
