@@ -6,7 +6,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use saphyr::{LoadableYamlNode, Yaml};
+use std::collections::BTreeMap;
+
+use serde_yaml_ng::Value as Yaml;
 
 pub const ATTR_IDLE_TIMEOUT: &str = "workspaced/idle-timeout";
 pub const ATTR_MAX_ACTIVE: &str = "workspaced/max-active";
@@ -38,8 +40,8 @@ pub struct DevfileAsks {
 }
 
 fn parse_duration(v: &Yaml) -> Option<Duration> {
-    if let Some(n) = v.as_integer() {
-        return u64::try_from(n).ok().map(Duration::from_secs);
+    if let Some(n) = v.as_u64() {
+        return Some(Duration::from_secs(n));
     }
     let s = v.as_str()?.trim();
     if let Ok(n) = s.parse::<u64>() {
@@ -50,19 +52,24 @@ fn parse_duration(v: &Yaml) -> Option<Duration> {
 
 /// The devfile's two attributes, from its YAML text.
 pub fn devfile_asks(text: &str) -> Result<DevfileAsks, String> {
-    let docs = Yaml::load_from_str(text).map_err(|e| format!("is not valid YAML: {e}"))?;
+    /// Only the top level's attributes are the devfile's own.
+    #[derive(serde::Deserialize)]
+    struct TopLevel {
+        #[serde(default)]
+        attributes: BTreeMap<String, Yaml>,
+    }
+    let top: TopLevel =
+        serde_yaml_ng::from_str(text).map_err(|e| format!("is not valid YAML: {e}"))?;
+    let attrs = top.attributes;
     let mut asks = DevfileAsks::default();
-    let Some(attrs) = docs.first().and_then(|d| d.as_mapping_get("attributes")) else {
-        return Ok(asks);
-    };
     let bad = |name: &str| {
         format!("attribute {name} is not a duration (expected e.g. \"30m\", \"1h30m\" or seconds)")
     };
-    if let Some(v) = attrs.as_mapping_get(ATTR_IDLE_TIMEOUT) {
+    if let Some(v) = attrs.get(ATTR_IDLE_TIMEOUT) {
         let d = parse_duration(v).ok_or_else(|| bad(ATTR_IDLE_TIMEOUT))?;
         asks.idle_timeout = Some(timeout_limit(d));
     }
-    if let Some(v) = attrs.as_mapping_get(ATTR_MAX_ACTIVE) {
+    if let Some(v) = attrs.get(ATTR_MAX_ACTIVE) {
         asks.max_active = Some(parse_duration(v).ok_or_else(|| bad(ATTR_MAX_ACTIVE))?);
     }
     Ok(asks)
