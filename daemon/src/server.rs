@@ -182,14 +182,11 @@ pub async fn run(
     .context("start the file watcher")?;
     // A devfile whose endpoints cannot be read costs the declared ports,
     // not the workspace: the daemon warns and serves.
-    let declared = match &config.devfile {
-        Some(path) => std::fs::read_to_string(path)
-            .map_err(anyhow::Error::from)
-            .and_then(|text| Ok(ports::devfile::endpoints(&text)?))
-            .unwrap_or_else(|e| {
-                tracing::warn!(devfile = %path.display(), error = format!("{e:#}"), "devfile endpoints ignored");
-                Vec::new()
-            }),
+    let declared = match &config.devfile_text {
+        Some(text) => ports::devfile::endpoints(text).unwrap_or_else(|e| {
+            tracing::warn!(error = format!("{e:#}"), "devfile endpoints ignored");
+            Vec::new()
+        }),
         None => Vec::new(),
     };
     let ports = Arc::new(Ports::new(

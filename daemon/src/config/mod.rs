@@ -93,6 +93,8 @@ pub struct Config {
     pub state_dir: PathBuf,
     pub logs_dir: PathBuf,
     pub devfile: Option<PathBuf>,
+    /// The devfile's text, read once at start for every part that needs it.
+    pub devfile_text: Option<String>,
     pub token_file: Option<PathBuf>,
     pub token: Option<String>,
     pub jwt_secret_file: Option<PathBuf>,
@@ -400,6 +402,15 @@ fn build(mut vals: BTreeMap<&'static str, Val>, sources: &Sources) -> Result<Con
     let devfile = string(take("devfile"))
         .map(PathBuf::from)
         .or_else(|| default_devfile(&workspace));
+    let devfile_text = match &devfile {
+        Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
+            ConfigError(format!(
+                "invalid setting devfile: cannot read {}: {e}",
+                path.display()
+            ))
+        })?),
+        None => None,
+    };
     let token_file = string(take("token_file")).map(PathBuf::from);
     let token = string(take("token"));
     if token.is_some() && token_file.is_some() {
@@ -486,6 +497,7 @@ fn build(mut vals: BTreeMap<&'static str, Val>, sources: &Sources) -> Result<Con
         state_dir,
         logs_dir,
         devfile,
+        devfile_text,
         token_file,
         token,
         jwt_secret_file,

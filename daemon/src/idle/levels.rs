@@ -3,7 +3,6 @@
 //! may only shorten what the level above allows. Pure rules, plus the devfile
 //! reading.
 
-use std::path::Path;
 use std::time::Duration;
 
 use std::collections::BTreeMap;
@@ -114,17 +113,11 @@ pub fn apply_devfile(
 /// The platform and devfile levels combined, read from the config.
 pub fn from_config(config: &crate::config::Config) -> Result<(Limit, Limit), String> {
     let platform = (timeout_limit(config.idle_timeout), config.max_active);
-    let Some(path) = &config.devfile else {
+    let (Some(path), Some(text)) = (&config.devfile, &config.devfile_text) else {
         return Ok(platform);
     };
-    let asks = read_devfile(path)?;
+    let asks = devfile_asks(text).map_err(|e| format!("devfile {} {e}", path.display()))?;
     apply_devfile(platform.0, platform.1, asks)
-}
-
-fn read_devfile(path: &Path) -> Result<DevfileAsks, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read devfile {}: {e}", path.display()))?;
-    devfile_asks(&text).map_err(|e| format!("devfile {} {e}", path.display()))
 }
 
 #[cfg(test)]
