@@ -19,7 +19,7 @@ test("terminals in the console survive a reload with the right screen", async ()
 
     await page.click("#new-terminal");
     await page.waitForSelector(".tab.active");
-    await page.waitForTimeout(300);
+    await waitForScreen(page, (t) => /[#$]$/.test(t.trimEnd()), "the shell prompt");
     await page.keyboard.type("echo hello-$((6*7))\n");
     await waitForScreen(page, (t) => t.includes("hello-42"), "the echo");
     await shot(page, "console-2-terminal");
@@ -89,7 +89,7 @@ test("a server started in the console's terminal shows up and can be made public
     await page.goto(d.url(`/?access_token=${TOKEN}`));
     await page.click("#new-terminal");
     await page.waitForSelector(".tab.active");
-    await page.waitForTimeout(300);
+    await waitForScreen(page, (t) => /[#$]$/.test(t.trimEnd()), "the shell prompt");
     await page.keyboard.type("python3 -m http.server 0 --bind 127.0.0.1\n");
     const text = await waitForScreen(page, (t) => /Serving HTTP on \S+ port \d+/.test(t), "the server");
     const port = /port (\d+)/.exec(text)[1];

@@ -21,7 +21,8 @@ export async function startDaemon(args = [], env = {}) {
   const state = mkdtempSync(path.join(tmpdir(), "ws-state-"));
   const child = spawn(binary, ["serve", "--listen", "127.0.0.1:0", "--workspace", workspace,
     "--name", "browser-test", "--state-dir", state, ...args], {
-    env: { ...process.env, WORKSPACED_TOKEN: TOKEN, RUST_LOG: "info", SHELL: "/bin/bash", ...env },
+    // HOME is the state dir: login shells must not run this machine's dotfiles.
+    env: { ...process.env, WORKSPACED_TOKEN: TOKEN, RUST_LOG: "info", SHELL: "/bin/bash", HOME: state, ...env },
     stdio: ["ignore", "ignore", "pipe"],
   });
   let log = "";

@@ -151,6 +151,9 @@ impl Builder {
             .env_remove("WORKSPACED_TOKEN")
             .env("RUST_LOG", "debug")
             .env("SHELL", "/bin/bash")
+            // Login shells must not run this machine's dotfiles (pyenv's
+            // rehash there serialises shells on a lock and takes seconds).
+            .env("HOME", state.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -247,6 +250,14 @@ impl TestDaemon {
         self.http
             .request(method, self.url(path))
             .bearer_auth(&self.token)
+    }
+
+    /// Sends an owner request without a body: its status and its JSON body
+    /// (`Null` when the body is not JSON).
+    pub async fn call(&self, method: reqwest::Method, path: &str) -> (u16, serde_json::Value) {
+        let r = self.req(method, path).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
     }
 
     pub async fn get_json(&self, path: &str) -> serde_json::Value {

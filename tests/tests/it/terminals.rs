@@ -196,16 +196,13 @@ async fn reconnect_with_offset_gets_exactly_the_missed_bytes() {
     assert_eq!([seen, rest].concat(), all);
 
     // Beyond the output so far: refused before the upgrade.
-    let r = d
-        .req(
+    let (status, body) = d
+        .call(
             reqwest::Method::GET,
             &format!("/api/v1/terminals/{}/attach?offset=999999999", id(&t)),
         )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
-    let body: Value = r.json().await.unwrap();
+        .await;
+    assert_eq!(status, 400);
     assert_eq!(body["error"]["code"], "invalid_offset");
 }
 
@@ -506,36 +503,30 @@ async fn delete_ends_the_process_group() {
     let (mut ws, _) = attach(&d, &id(&t), Some(0)).await;
     ws.read_until(&mut vec![], |o| contains(o, b"TRAPPED"))
         .await;
-    let r = d
-        .req(
+    let (status, _) = d
+        .call(
             reqwest::Method::DELETE,
             &format!("/api/v1/terminals/{}", id(&t)),
         )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+        .await;
+    assert_eq!(status, 204);
     // It ignores SIGHUP, so SIGKILL ends it after 3 s.
     let (_, exit) = read_to_exit(&mut ws).await;
     assert_eq!(exit["signal"], "SIGKILL");
-    let r = d
-        .req(
+    let (status, _) = d
+        .call(
             reqwest::Method::GET,
             &format!("/api/v1/terminals/{}", id(&t)),
         )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 404);
-    let r = d
-        .req(
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = d
+        .call(
             reqwest::Method::DELETE,
             &format!("/api/v1/terminals/{}", id(&t)),
         )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 404);
+        .await;
+    assert_eq!(status, 404);
 }
 
 #[tokio::test]
@@ -546,22 +537,15 @@ async fn bad_input_gets_clear_errors() {
         .start();
     std::os::unix::fs::symlink("/etc", d.root().join("etc-link")).unwrap();
 
-    let r = d
-        .req(reqwest::Method::GET, "/api/v1/terminals/nope")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 404);
+    let (status, body) = d.call(reqwest::Method::GET, "/api/v1/terminals/nope").await;
     assert_eq!(
-        r.json::<Value>().await.unwrap()["error"]["code"],
-        "not_found"
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
     );
-    let r = d
-        .req(reqwest::Method::GET, "/api/v1/terminals/nope/attach")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 404);
+    let (status, _) = d
+        .call(reqwest::Method::GET, "/api/v1/terminals/nope/attach")
+        .await;
+    assert_eq!(status, 404);
 
     let r = d
         .req(reqwest::Method::POST, "/api/v1/terminals")
