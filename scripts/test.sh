@@ -6,11 +6,12 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 # What the build and the tests use: git2 links OpenSSL; the tests run vim,
-# git http-backend, python3 servers, and chromium via playwright-core.
+# git http-backend, python3 servers, and chromium via playwright-core; the
+# editor's native modules build against the krb5 headers.
 for pkg_cmd in vim:vim git:git procps:ps curl:curl python3:python3 npm:npm chromium:chromium; do
   command -v "${pkg_cmd##*:}" >/dev/null 2>&1 || need_apt+=("${pkg_cmd%%:*}")
 done
-for pkg in libssl-dev pkg-config; do
+for pkg in libssl-dev pkg-config libkrb5-dev g++ make; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -26,6 +27,11 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --locked --bins
 cargo test --workspace --locked
 
-# The web console in a real browser (Debian's chromium driven by playwright-core).
+# The editor (code-server from npm on Node 24), built once per version into
+# ~/.cache/workspaced; the editor's browser test installs it as a workspace does.
+sh scripts/editor-dist.sh >/dev/null
+
+# The web console and the editor in a real browser (Debian's chromium driven
+# by playwright-core), one file at a time: they time what they wait for.
 (cd tests/browser && npm ci --no-audit --no-fund --silent)
-node --test tests/browser/
+node --test --test-concurrency=1 tests/browser/
