@@ -24,14 +24,14 @@ function freePort() {
   });
 }
 
-async function waitFor(what, fn, timeout) {
+async function waitFor(what, fn, timeout, detail = async () => "") {
   const deadline = Date.now() + timeout;
   let last;
   while (Date.now() < deadline) {
     try { last = await fn(); if (last) return last; } catch (e) { last = e; }
     await new Promise((r) => setTimeout(r, 100));
   }
-  throw new Error(`timed out after ${timeout} ms waiting for ${what} (last: ${last})`);
+  throw new Error(`timed out after ${timeout} ms waiting for ${what} (last: ${last}) ${await detail()}`);
 }
 
 const ws = {};
@@ -90,6 +90,7 @@ after(async () => {
 
 const api = (p, opts = {}) => fetch(`${ws.base}${p}`, { ...opts, headers: { Authorization: `Bearer ${TOKEN}`, ...(opts.headers || {}) } });
 const readyz = async () => (await fetch(`${ws.base}/readyz`)).status === 200;
+const whyNotReady = async () => `/readyz says ${await (await fetch(`${ws.base}/readyz`)).text()}`;
 const explorerRows = (page) => page.locator(".explorer-folders-view .monaco-list-row").allInnerTexts();
 
 /** Runs `body` with a browser; on failure every open page is saved as a screenshot. */
@@ -138,12 +139,22 @@ async function workbench(page, file) {
 
 test("the editor starts from init_tools.sh and works through the proxy", async () => {
   // /readyz answers 200 only once code-server answers.
-  await waitFor("/readyz 200", readyz, 60000);
+  await waitFor("/readyz 200", readyz, 60000, whyNotReady);
   const ready = Date.now() - ws.started;
   const status = await (await api("/api/v1/status")).json();
   const editor = status.components.find((c) => c.name === "editor");
   assert.equal(editor.state, "ready");
   assert.ok(editor.pid > 0);
+
+  // What the workbench is configured with: the Open VSX gallery, no
+  // workspace trust, and telemetry off in the default user settings.
+  const html = await (await api(`/proxy/${ws.editorPort}/`)).text();
+  const settings = JSON.parse(/data-settings="([^"]*)"/.exec(html)[1].replaceAll("&quot;", '"').replaceAll("&amp;", "&"));
+  assert.equal(settings.productConfiguration.extensionsGallery.serviceUrl, "https://open-vsx.org/vscode/gallery");
+  assert.equal(settings.enableWorkspaceTrust, false);
+  const userSettings = JSON.parse(readFileSync(path.join(ws.projects, ".gl-editor/data/User/settings.json"), "utf8"));
+  assert.equal(userSettings["telemetry.telemetryLevel"], "off");
+  assert.equal(userSettings["update.mode"], "none");
 
   await withBrowser("editor-main", async (browser) => {
     const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
@@ -205,7 +216,7 @@ test("the editor starts from init_tools.sh and works through the proxy", async (
 });
 
 test("without a credential the editor is never served", async () => {
-  await waitFor("/readyz 200", readyz, 60000);
+  await waitFor("/readyz 200", readyz, 60000, whyNotReady);
   await withBrowser("editor-anonymous", async (browser) => {
     const page = await browser.newPage();
     for (const url of [`${ws.base}/proxy/${ws.editorPort}/`, `http://${ws.editorPort}-demo.localhost:${ws.port}/`]) {
@@ -220,7 +231,7 @@ test("without a credential the editor is never served", async () => {
 });
 
 test("code-server killed with SIGKILL is restarted and the workbench reconnects", async () => {
-  await waitFor("/readyz 200", readyz, 60000);
+  await waitFor("/readyz 200", readyz, 60000, whyNotReady);
   await withBrowser("editor-restart", async (browser) => {
     const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
     await page.goto(`${ws.base}/proxy/${ws.editorPort}/?access_token=${TOKEN}`);

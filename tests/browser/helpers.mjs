@@ -12,7 +12,8 @@ export const artifacts = path.join(root, "test-artifacts");
 mkdirSync(artifacts, { recursive: true });
 
 const target = process.env.CARGO_TARGET_DIR ? path.resolve(root, process.env.CARGO_TARGET_DIR) : path.join(root, "target");
-export const binary = path.join(target, "debug", "workspaced");
+// WORKSPACED_BUILD_PROFILE=release runs the release binaries (bench/editor.sh).
+export const binary = path.join(target, process.env.WORKSPACED_BUILD_PROFILE || "debug", "workspaced");
 export const TOKEN = "browser-test-token-0123456789";
 
 /** Starts workspaced on 127.0.0.1:0 with extra flags; resolves once it serves. */

@@ -24,6 +24,17 @@ use crate::config::ComponentConfig;
 const PROBE_STARTING: Duration = Duration::from_millis(500);
 const PROBE_READY: Duration = Duration::from_secs(5);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Probes of a ready component that may time out in a row before it counts
+/// as degraded: a busy machine answers late, a refused port is down now.
+const SLOW_PROBES_TOLERATED: u32 = 2;
+
+/// What one probe found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Probe {
+    Pass,
+    Fail,
+    TimedOut,
+}
 
 /// How one run ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -218,23 +229,43 @@ impl Run {
             return std::future::pending().await;
         };
         let mut ready = false;
+        let mut slow = 0;
         loop {
-            let ok = match &self.cfg.health_path {
+            let probe = match &self.cfg.health_path {
                 Some(path) => http_probe(port, path).await,
                 None => tcp_probe(port).await,
             };
+            slow = if probe == Probe::TimedOut {
+                slow + 1
+            } else {
+                0
+            };
+            let ok = probe == Probe::Pass || (ready && (1..=SLOW_PROBES_TOLERATED).contains(&slow));
+            if slow > 0 {
+                tracing::debug!(port, slow, "component probe timed out");
+            }
             if ok != ready || !ok {
                 let state = match (ok, ready) {
                     (true, _) => State::Ready,
                     (false, true) => State::Degraded,
                     (false, false) => State::Starting,
                 };
+                let mut changed = None;
                 self.set(|c| {
                     // A degraded component stays degraded until it passes again.
-                    if !(state == State::Starting && c.state == State::Degraded) {
+                    if !(state == State::Starting && c.state == State::Degraded) && c.state != state
+                    {
+                        changed = Some(c.state);
                         c.state = state;
                     }
                 });
+                match changed {
+                    Some(_) if state == State::Ready => tracing::info!(port, "component ready"),
+                    Some(from) => {
+                        tracing::warn!(port, ?from, to = ?state, "component stopped answering its probe")
+                    }
+                    None => {}
+                }
             }
             if ok {
                 ready = true;
@@ -256,28 +287,31 @@ fn last_exit(status: &std::process::ExitStatus) -> LastExit {
     }
 }
 
-async fn tcp_probe(port: u16) -> bool {
-    matches!(
-        tokio::time::timeout(
-            PROBE_TIMEOUT,
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-        )
-        .await,
-        Ok(Ok(_))
+async fn tcp_probe(port: u16) -> Probe {
+    match tokio::time::timeout(
+        PROBE_TIMEOUT,
+        tokio::net::TcpStream::connect(("127.0.0.1", port)),
     )
+    .await
+    {
+        Ok(Ok(_)) => Probe::Pass,
+        Ok(Err(_)) => Probe::Fail,
+        Err(_) => Probe::TimedOut,
+    }
 }
 
-async fn http_probe(port: u16, path: &str) -> bool {
+async fn http_probe(port: u16, path: &str) -> Probe {
     let path = if path.starts_with('/') {
         path.to_owned()
     } else {
         format!("/{path}")
     };
     let url = format!("http://127.0.0.1:{port}{path}");
-    matches!(
-        crate::http_client::request("GET", &url, None, PROBE_TIMEOUT).await,
-        Ok(code) if (200..300).contains(&code)
-    )
+    match crate::http_client::request("GET", &url, None, PROBE_TIMEOUT).await {
+        Ok(code) if (200..300).contains(&code) => Probe::Pass,
+        Err(crate::http_client::Error::Timeout) => Probe::TimedOut,
+        _ => Probe::Fail,
+    }
 }
 
 #[cfg(test)]
