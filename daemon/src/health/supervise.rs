@@ -240,7 +240,7 @@ impl Run {
             } else {
                 0
             };
-            let ok = probe == Probe::Pass || (ready && (1..=SLOW_PROBES_TOLERATED).contains(&slow));
+            let ok = passes(probe, ready, slow);
             if slow > 0 {
                 tracing::debug!(port, slow, "component probe timed out");
             }
@@ -287,6 +287,12 @@ fn last_exit(status: &std::process::ExitStatus) -> LastExit {
     }
 }
 
+/// Whether a component counts as answering after `probe`, `slow` being the
+/// probes in a row that timed out (this one included).
+fn passes(probe: Probe, ready: bool, slow: u32) -> bool {
+    probe == Probe::Pass || (ready && (1..=SLOW_PROBES_TOLERATED).contains(&slow))
+}
+
 async fn tcp_probe(port: u16) -> Probe {
     match tokio::time::timeout(
         PROBE_TIMEOUT,
@@ -317,6 +323,17 @@ async fn http_probe(port: u16, path: &str) -> Probe {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_ready_component_survives_two_slow_probes_but_not_a_refusal() {
+        assert!(passes(Probe::TimedOut, true, 1));
+        assert!(passes(Probe::TimedOut, true, 2));
+        assert!(!passes(Probe::TimedOut, true, 3));
+        assert!(!passes(Probe::Fail, true, 0));
+        // Before it was ever ready, only a pass counts.
+        assert!(!passes(Probe::TimedOut, false, 1));
+        assert!(passes(Probe::Pass, false, 0));
+    }
     use std::sync::{Arc, Mutex};
 
     #[tokio::test(start_paused = true)]
