@@ -1,5 +1,6 @@
 //! The few system calls the `nix` crate does not wrap for a raw descriptor
-//! owned by another crate (portable-pty's master). Each is one small function.
+//! owned by another crate (portable-pty's master), and the one step run in a
+//! child between fork and exec. Each is one small function.
 #![allow(unsafe_code)]
 
 use std::os::fd::RawFd;
@@ -23,4 +24,26 @@ pub fn foreground_pgrp(fd: RawFd) -> Option<i32> {
     // closed one gives -1 (EBADF).
     let pgrp = unsafe { libc::tcgetpgrp(fd) };
     (pgrp > 0).then_some(pgrp)
+}
+
+/// Makes the child of `cmd` get SIGKILL when the daemon dies, so a daemon
+/// killed with -9 (or crashed) leaves no component holding its port against
+/// the next daemon's. The signal follows the thread that spawned the child:
+/// components are spawned from the runtime's worker threads, which live as
+/// long as the daemon.
+pub fn kill_with_parent(cmd: &mut tokio::process::Command) {
+    let daemon = nix::unistd::getpid();
+    // SAFETY: the closure runs in the child between fork and exec and only
+    // calls prctl and getppid, both async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+            // The daemon died before prctl (the daemon may be PID 1 itself,
+            // in a container): do not outlive it.
+            if nix::unistd::getppid() != daemon {
+                return Err(std::io::Error::other("the daemon exited"));
+            }
+            Ok(())
+        });
+    }
 }

@@ -159,6 +159,7 @@ impl Run {
             .stderr(log)
             .process_group(0)
             .kill_on_drop(true);
+        crate::sys::kill_with_parent(&mut cmd);
         Ok(cmd)
     }
 

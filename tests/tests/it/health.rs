@@ -181,6 +181,35 @@ command = ["sleep", "600"]
 }
 
 #[tokio::test]
+async fn a_daemon_killed_with_sigkill_leaves_no_component_behind() {
+    let port = free_port();
+    let mut d = TestDaemon::builder()
+        .config(&format!(
+            r#"
+[[components]]
+name = "editor"
+command = ["python3", "-m", "http.server", "--bind", "127.0.0.1", "{port}"]
+port = {port}
+"#
+        ))
+        .start();
+    let editor = until(WAIT, "ready", async || {
+        let c = component(&d, "editor").await;
+        (c["state"] == "ready").then_some(c)
+    })
+    .await;
+    let pid = nix::unistd::Pid::from_raw(editor["pid"].as_u64().unwrap() as i32);
+    d.signal(nix::sys::signal::Signal::SIGKILL);
+    d.wait(WAIT);
+    // Its port is free again for the next daemon's editor.
+    until(WAIT, "the component to end", async || {
+        nix::sys::signal::kill(pid, None).is_err().then_some(())
+    })
+    .await;
+    std::net::TcpListener::bind(("127.0.0.1", port)).expect("the component's port is free");
+}
+
+#[tokio::test]
 async fn memory_bytes_agrees_with_the_cgroup_file() {
     let d = TestDaemon::start();
     let cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", d.pid())).unwrap();
