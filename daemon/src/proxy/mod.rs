@@ -141,15 +141,6 @@ fn unavailable(port: u16, page: bool) -> Response {
 pub async fn handle(app: Arc<App>, port: u16, prefix: Option<String>, req: Request) -> Response {
     let (mut parts, body) = req.into_parts();
     let page = auth::is_page_load(&parts.method, &parts.headers);
-    if parts.headers.contains_key(header::CONTENT_LENGTH)
-        && parts.headers.contains_key(header::TRANSFER_ENCODING)
-    {
-        return ApiError::bad_request(
-            "ambiguous_framing",
-            "a request may not carry both Content-Length and Transfer-Encoding",
-        )
-        .into_response();
-    }
     let Some((visibility, upstream)) = app
         .ports
         .target(port)
