@@ -10,6 +10,9 @@ use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, Message};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+/// The most read from a local connection at once: one WebSocket frame.
+const CHUNK: usize = 256 * 1024;
+
 /// What to forward where.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Forward {
@@ -128,13 +131,15 @@ async fn carry(conn: TcpStream, f: &Forward) -> anyhow::Result<()> {
     let (mut sink, mut ws_in) = ws.split();
     let (mut tcp_in, mut tcp_out) = conn.into_split();
     let up = async move {
-        let mut buf = vec![0u8; 256 * 1024];
+        // Each read becomes a frame without a copy (see the daemon's side).
+        let mut buf = bytes::BytesMut::new();
         loop {
-            match tcp_in.read(&mut buf).await {
+            buf.reserve(CHUNK);
+            match tcp_in.read_buf(&mut buf).await {
                 Ok(0) | Err(_) => break,
-                Ok(n) => {
+                Ok(_) => {
                     if sink
-                        .send(Message::Binary(buf[..n].to_vec().into()))
+                        .send(Message::Binary(buf.split().freeze()))
                         .await
                         .is_err()
                     {

@@ -118,11 +118,12 @@ fn init_logging(format: LogFormat) {
 
 fn serve(config: Config) -> ExitCode {
     init_logging(config.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    // Two workers, unless tokio's own TOKIO_WORKER_THREADS says otherwise.
+    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+        builder.worker_threads(2);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("workspaced: cannot start the runtime: {e}");

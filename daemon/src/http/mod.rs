@@ -176,6 +176,9 @@ async fn drain_and_trace(State(app): State<AppState>, req: Request, next: Next) 
     if app.draining.load(Ordering::Relaxed) && path != "/healthz" && path != "/readyz" {
         return ApiError::shutting_down().into_response();
     }
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return next.run(req).await;
+    }
     let route = req
         .extensions()
         .get::<MatchedPath>()
