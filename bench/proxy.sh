@@ -21,8 +21,14 @@ fi
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-32}
 THREADS=${THREADS:-2}
-cargo build --release --quiet -p workspaced
-BIN=${CARGO_TARGET_DIR:-target}/release/workspaced
+# The daemon's runtime has 2 worker threads (daemon/src/main.rs); the nginx
+# reverse proxy gets as many worker processes, so both have the same cores.
+WORKERS=${WORKERS:-2}
+# BIN=path/to/workspaced measures another build (say, main's) as it is.
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --quiet -p workspaced
+  BIN=${CARGO_TARGET_DIR:-target}/release/workspaced
+fi
 
 work=$(mktemp -d)
 pids=()
@@ -36,17 +42,32 @@ mkdir -p "$work/www" "$work/ws"
 head -c 1024 /dev/urandom > "$work/www/1k.bin"
 truncate -s 1G "$work/www/1g.bin"
 chmod 755 "$work"; chmod -R a+rX "$work/www"  # nginx workers run as www-data
-cat > "$work/nginx.conf" <<CONF
+# Two nginx instances: the upstream (one worker), and the reverse proxy
+# under test (WORKERS workers, keep-alive to the upstream, no buffering).
+mkdir -p "$work/up" "$work/rp"
+cat > "$work/up/nginx.conf" <<CONF
 worker_processes 1;
 daemon off;
-pid $work/nginx.pid;
-error_log $work/nginx-error.log;
+pid $work/up/nginx.pid;
+error_log $work/up/error.log;
 events { worker_connections 1024; }
 http {
   access_log off;
   sendfile on;
-  upstream app { server 127.0.0.1:$UP; keepalive 64; }
+  keepalive_requests 100000;
   server { listen 127.0.0.1:$UP; root $work/www; }
+}
+CONF
+cat > "$work/rp/nginx.conf" <<CONF
+worker_processes $WORKERS;
+daemon off;
+pid $work/rp/nginx.pid;
+error_log $work/rp/error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  keepalive_requests 100000;
+  upstream app { server 127.0.0.1:$UP; keepalive 64; }
   server {
     listen 127.0.0.1:$NG;
     location / {
@@ -60,14 +81,15 @@ http {
   }
 }
 CONF
-nginx -c "$work/nginx.conf" -p "$work" & pids+=($!)
+nginx -c "$work/up/nginx.conf" -p "$work/up" & pids+=($!)
+nginx -c "$work/rp/nginx.conf" -p "$work/rp" & pids+=($!)
 
 TOKEN=bench-token-0123456789
 WORKSPACED_TOKEN=$TOKEN RUST_LOG=warn "$BIN" serve --listen "127.0.0.1:$WD" \
   --workspace "$work/ws" --state-dir "$work/state" --default-visibility public \
   2> "$work/workspaced.log" & WPID=$!; pids+=($WPID)
 
-wait_for() { for _ in $(seq 200); do curl -fs -o /dev/null "$1" && return 0; sleep 0.05; done; echo "no answer from $1" >&2; cat "$work"/*.log >&2; exit 1; }
+wait_for() { for _ in $(seq 200); do curl -fs -o /dev/null "$1" && return 0; sleep 0.05; done; echo "no answer from $1" >&2; cat "$work"/*.log "$work"/*/*.log >&2; exit 1; }
 wait_for "http://127.0.0.1:$UP/1k.bin"
 wait_for "http://127.0.0.1:$NG/1k.bin"
 wait_for "http://127.0.0.1:$WD/proxy/$UP/1k.bin"
@@ -81,14 +103,20 @@ run_wrk() { # name url
   echo "| $1 | $rps | $p50 | $p99 |"
 }
 
-echo "### Ports and proxy: $(date -u +%Y-%m-%d), $(nproc) cores, wrk -t$THREADS -c$CONNS -d$DURATION, GET of 1 KiB"
+echo "### Ports and proxy: $(date -u +%Y-%m-%d), $(nproc) cores, wrk -t$THREADS -c$CONNS -d$DURATION, GET of 1 KiB, nginx proxy with $WORKERS workers"
 echo
+if [ -z "${SKIP_WRK:-}" ]; then
 echo "| path | requests/s | p50 | p99 |"
 echo "| --- | ---: | ---: | ---: |"
 run_wrk "direct to nginx" "http://127.0.0.1:$UP/1k.bin"
-run_wrk "nginx reverse proxy" "http://127.0.0.1:$NG/1k.bin"
-run_wrk "workspaced, path form" "http://127.0.0.1:$WD/proxy/$UP/1k.bin"
+# Alternated twice, so a neighbour's load falls on both.
+for round in 1 2; do
+  run_wrk "nginx reverse proxy ($round)" "http://127.0.0.1:$NG/1k.bin"
+  run_wrk "workspaced, path form ($round)" "http://127.0.0.1:$WD/proxy/$UP/1k.bin"
+done
 echo
+fi
+[ -n "${PROXY_ONLY:-}" ] && exit 0
 
 # Tunnel: 1 GiB from nginx through `workspaced forward` and the tunnel.
 FW=$(free_port)
@@ -104,6 +132,7 @@ echo "| direct from nginx | $(mb "$direct") |"
 echo "| through the workspaced proxy | $(mb "$proxied") |"
 echo "| through \`workspaced forward\` and the tunnel | $(mb "$speed") |"
 echo
+[ -n "${TUNNEL_ONLY:-}" ] && exit 0
 
 # Detection latency: bind, then poll the API until the port is listed.
 python3 - "$WD" "$TOKEN" <<'PY'

@@ -1,6 +1,8 @@
 //! `workspaced forward`: listens on `127.0.0.1:LOCAL` and carries each
 //! accepted connection through the daemon's tunnel to port REMOTE in the
-//! workspace (PROTOCOL.md, "Ports").
+//! workspace (PROTOCOL.md, "Ports"). An `https://` URL is reached over TLS
+//! (the system's OpenSSL), trusting the system's roots (or `SSL_CERT_FILE`)
+//! plus an optional CA file.
 
 use anyhow::Context;
 use futures_util::{SinkExt, StreamExt};
@@ -10,14 +12,44 @@ use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, Message};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+/// The most read from a local connection at once: one WebSocket frame.
+const CHUNK: usize = 256 * 1024;
+
 /// What to forward where.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Forward {
-    /// The tunnel's WebSocket URL, `ws://host:port/api/v1/ports/N/tunnel`.
+    /// The tunnel's WebSocket URL, `ws[s]://host:port/api/v1/ports/N/tunnel`.
     pub tunnel_url: String,
     pub token: String,
     pub local: u16,
     pub remote: u16,
+    /// PEM certificates trusted besides the system's roots (`--ca-file`).
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Forward {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token.
+        f.debug_struct("Forward")
+            .field("tunnel_url", &self.tunnel_url)
+            .field("local", &self.local)
+            .field("remote", &self.remote)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The TLS client for `wss://` URLs: the system's roots, plus `ca_pem`.
+fn tls_connector(ca_pem: Option<&[u8]>) -> anyhow::Result<native_tls::TlsConnector> {
+    let mut b = native_tls::TlsConnector::builder();
+    if let Some(pem) = ca_pem {
+        let certs = native_tls::Certificate::stack_from_pem(pem)
+            .context("read the certificates of --ca-file")?;
+        anyhow::ensure!(!certs.is_empty(), "--ca-file holds no PEM certificate");
+        for c in certs {
+            b.add_root_certificate(c);
+        }
+    }
+    b.build().context("set up TLS")
 }
 
 /// `LOCAL[:REMOTE]`; REMOTE defaults to LOCAL. LOCAL may be 0 (any free
@@ -62,6 +94,7 @@ pub async fn run(
     f: Forward,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let tls = tls_connector(f.ca_pem.as_deref())?;
     let listener = TcpListener::bind(("127.0.0.1", f.local))
         .await
         .with_context(|| format!("listen on 127.0.0.1:{}", f.local))?;
@@ -84,9 +117,10 @@ pub async fn run(
             },
         };
         let f = f.clone();
+        let tls = tls.clone();
         tasks.spawn(
             async move {
-                if let Err(e) = carry(conn, &f).await {
+                if let Err(e) = carry(conn, &f, tls).await {
                     eprintln!("workspaced: connection from {peer}: {e:#}");
                 }
             }
@@ -97,7 +131,7 @@ pub async fn run(
     Ok(())
 }
 
-async fn carry(conn: TcpStream, f: &Forward) -> anyhow::Result<()> {
+async fn carry(conn: TcpStream, f: &Forward, tls: native_tls::TlsConnector) -> anyhow::Result<()> {
     let mut req = f
         .tunnel_url
         .as_str()
@@ -112,29 +146,37 @@ async fn carry(conn: TcpStream, f: &Forward) -> anyhow::Result<()> {
     let config = tungstenite::protocol::WebSocketConfig::default()
         .max_message_size(None)
         .max_frame_size(None);
-    let (ws, _) = tokio_tungstenite::connect_async_with_config(req, Some(config), true)
-        .await
-        .map_err(|e| match e {
-            tungstenite::Error::Http(r) => {
-                anyhow::anyhow!(
-                    "the daemon refused the tunnel to port {}: {}",
-                    f.remote,
-                    r.status()
-                )
-            }
-            other => anyhow::Error::from(other).context("open the tunnel"),
-        })?;
+    let connector = tokio_tungstenite::Connector::NativeTls(tls);
+    let (ws, _) =
+        tokio_tungstenite::connect_async_tls_with_config(req, Some(config), true, Some(connector))
+            .await
+            .map_err(|e| match e {
+                tungstenite::Error::Http(r) => {
+                    anyhow::anyhow!(
+                        "the daemon refused the tunnel to port {}: {}",
+                        f.remote,
+                        r.status()
+                    )
+                }
+                tungstenite::Error::Tls(e) => anyhow::anyhow!(
+            "TLS with the daemon failed: {e}; if its certificate is signed by a private CA, \
+                     give that CA's certificate with --ca-file FILE (or SSL_CERT_FILE)"
+        ),
+                other => anyhow::Error::from(other).context("open the tunnel"),
+            })?;
     let _ = conn.set_nodelay(true);
     let (mut sink, mut ws_in) = ws.split();
     let (mut tcp_in, mut tcp_out) = conn.into_split();
     let up = async move {
-        let mut buf = vec![0u8; 256 * 1024];
+        // Each read becomes a frame without a copy (see the daemon's side).
+        let mut buf = bytes::BytesMut::new();
         loop {
-            match tcp_in.read(&mut buf).await {
+            buf.reserve(CHUNK);
+            match tcp_in.read_buf(&mut buf).await {
                 Ok(0) | Err(_) => break,
-                Ok(n) => {
+                Ok(_) => {
                     if sink
-                        .send(Message::Binary(buf[..n].to_vec().into()))
+                        .send(Message::Binary(buf.split().freeze()))
                         .await
                         .is_err()
                     {

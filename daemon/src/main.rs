@@ -41,13 +41,19 @@ fn cli() -> Command {
                         .long("url")
                         .value_name("URL")
                         .required(true)
-                        .help("the daemon's base URL, e.g. http://127.0.0.1:60080"),
+                        .help("the daemon's base URL, e.g. http://127.0.0.1:60080 or https://ws.example"),
                 )
                 .arg(
                     Arg::new("token_file")
                         .long("token-file")
                         .value_name("FILE")
                         .help("file holding the token (else env WORKSPACED_TOKEN)"),
+                )
+                .arg(
+                    Arg::new("ca_file")
+                        .long("ca-file")
+                        .value_name("FILE")
+                        .help("PEM certificate(s) to trust for an https:// URL, besides the system's"),
                 )
                 .arg(
                     Arg::new("ports")
@@ -118,11 +124,12 @@ fn init_logging(format: LogFormat) {
 
 fn serve(config: Config) -> ExitCode {
     init_logging(config.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    // Two workers, unless tokio's own TOKIO_WORKER_THREADS says otherwise.
+    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+        builder.worker_threads(2);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("workspaced: cannot start the runtime: {e}");
@@ -170,6 +177,13 @@ fn forward(m: &clap::ArgMatches) -> ExitCode {
     if token.is_empty() {
         return usage_error("no token: give --token-file FILE or set WORKSPACED_TOKEN");
     }
+    let ca_pem = match m.get_one::<String>("ca_file") {
+        Some(f) => match std::fs::read(f) {
+            Ok(pem) => Some(pem),
+            Err(e) => return usage_error(format!("cannot read --ca-file {f}: {e}")),
+        },
+        None => None,
+    };
     init_logging(LogFormat::Text);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -187,6 +201,7 @@ fn forward(m: &clap::ArgMatches) -> ExitCode {
         token,
         local,
         remote,
+        ca_pem,
     };
     match runtime.block_on(forward::run(f, workspaced::server::shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,

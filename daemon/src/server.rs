@@ -234,12 +234,11 @@ pub async fn run(
     let stop_serving = CancellationToken::new();
     let server = {
         let stop = stop_serving.clone();
-        let service = http::router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        tokio::spawn(async move {
-            axum::serve(listener, service)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await
-        })
+        tokio::spawn(http::serve::serve(
+            listener,
+            http::router(app.clone()),
+            stop,
+        ))
     };
 
     tokio::select! {
@@ -255,7 +254,7 @@ pub async fn run(
     let _ = tokio::time::timeout(Duration::from_secs(2), tracker.wait()).await;
     stop_serving.cancel();
     match tokio::time::timeout(Duration::from_secs(3), server).await {
-        Ok(joined) => joined.context("serve task")?.context("serve")?,
+        Ok(joined) => joined.context("serve task")?,
         Err(_) => tracing::warn!("connections still open after the drain; closing them"),
     }
     tracing::info!("stopped");

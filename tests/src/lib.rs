@@ -1,6 +1,7 @@
 //! Fixtures for the integration tests: the real `workspaced` binary started
 //! on `127.0.0.1:0` in a temp workspace, with clients for HTTP and WebSocket.
 
+pub mod tls;
 pub mod upstream;
 
 use std::io::{BufRead, BufReader};

@@ -5,8 +5,10 @@
 pub mod error;
 mod extract;
 mod files;
+mod framing;
 pub(crate) mod pages;
 mod ports;
+pub mod serve;
 mod status;
 mod sync;
 mod terminals;
@@ -151,9 +153,12 @@ pub fn router(app: AppState) -> Router {
         .layer(middleware::from_fn_with_state(app.clone(), drain_and_trace))
         .with_state(app.clone());
     // Host routing comes before any route: `3000-ws.example/api/v1/x` is the app's.
+    // The framing check comes before anything: it answers the stand-in of a
+    // refused request head and learns how upgrades were answered.
     Router::new()
         .fallback_service(daemon)
         .layer(middleware::from_fn_with_state(app, ports::host_routing))
+        .layer(middleware::from_fn(framing::check))
 }
 
 async fn healthz() -> Json<serde_json::Value> {
@@ -170,6 +175,9 @@ async fn drain_and_trace(State(app): State<AppState>, req: Request, next: Next) 
     let path = req.uri().path();
     if app.draining.load(Ordering::Relaxed) && path != "/healthz" && path != "/readyz" {
         return ApiError::shutting_down().into_response();
+    }
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return next.run(req).await;
     }
     let route = req
         .extensions()

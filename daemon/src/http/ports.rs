@@ -125,6 +125,9 @@ pub async fn tunnel(
         }))
 }
 
+/// The most a tunnel reads from the app at once: one WebSocket frame.
+const TUNNEL_CHUNK: usize = 256 * 1024;
+
 /// One tunnel: when either side ends, the other is closed.
 async fn bridge(
     socket: WebSocket,
@@ -152,14 +155,17 @@ async fn bridge(
         }
     };
     let down = async move {
-        let mut buf = vec![0u8; 256 * 1024];
+        // Each read becomes a frame without a copy; the buffer's memory comes
+        // back to it once the frame is written.
+        let mut buf = bytes::BytesMut::new();
         loop {
-            match tcp_in.read(&mut buf).await {
+            buf.reserve(TUNNEL_CHUNK);
+            match tcp_in.read_buf(&mut buf).await {
                 Ok(0) | Err(_) => break,
-                Ok(n) => {
+                Ok(_) => {
                     activity.touch(ActivitySource::Proxy);
                     if sink
-                        .send(Message::Binary(buf[..n].to_vec().into()))
+                        .send(Message::Binary(buf.split().freeze()))
                         .await
                         .is_err()
                     {
@@ -194,16 +200,17 @@ pub async fn proxy_bare(Path(raw): Path<String>, req: Request) -> Response {
 
 /// `/proxy/{port}/{*rest}`.
 pub async fn proxy_path(State(app): State<AppState>, req: Request) -> Response {
-    let path = req.uri().path();
-    let raw = path
+    let raw = req
+        .uri()
+        .path()
         .strip_prefix("/proxy/")
         .and_then(|r| r.split('/').next())
-        .unwrap_or("")
-        .to_owned();
-    let Some(port) = proxy::parse_port(&raw) else {
-        return proxy::invalid_port(&raw).into_response();
+        .unwrap_or("");
+    let Some(port) = proxy::parse_port(raw) else {
+        return proxy::invalid_port(raw).into_response();
     };
-    proxy::handle(app, port, Some(format!("/proxy/{raw}")), req).await
+    let prefix = "/proxy/".len() + raw.len();
+    proxy::handle(app, port, prefix, req).await
 }
 
 /// The host form: a `Host` whose first label starts with `<digits>-` goes
@@ -212,26 +219,19 @@ pub async fn host_routing(State(app): State<AppState>, req: Request, next: Next)
     if !app.config.host_routing {
         return next.run(req).await;
     }
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| req.uri().authority().map(|a| a.to_string()));
-    match host.as_deref().and_then(proxy::host_port) {
+    let host = match req.headers().get(header::HOST) {
+        Some(h) => h.to_str().ok(),
+        None => req.uri().authority().map(|a| a.as_str()),
+    };
+    match host.and_then(proxy::host_port) {
         None => next.run(req).await,
         Some(Err(())) => {
-            let label = host
-                .as_deref()
-                .unwrap_or("")
-                .split('-')
-                .next()
-                .unwrap_or("");
+            let label = host.unwrap_or("").split('-').next().unwrap_or("");
             proxy::invalid_port(label).into_response()
         }
         Some(Ok(_)) if app.draining.load(std::sync::atomic::Ordering::Relaxed) => {
             ApiError::shutting_down().into_response()
         }
-        Some(Ok(port)) => proxy::handle(app, port, None, req).await,
+        Some(Ok(port)) => proxy::handle(app, port, 0, req).await,
     }
 }

@@ -136,20 +136,11 @@ fn unavailable(port: u16, page: bool) -> Response {
     .into_response()
 }
 
-/// Proxies one request to `port`. `prefix` is the path that names the port
-/// in the path form (`/proxy/3000`), removed before forwarding.
-pub async fn handle(app: Arc<App>, port: u16, prefix: Option<String>, req: Request) -> Response {
+/// Proxies one request to `port`. `prefix` is the length of the path that
+/// names the port in the path form (`/proxy/3000`), removed before forwarding.
+pub async fn handle(app: Arc<App>, port: u16, prefix: usize, req: Request) -> Response {
     let (mut parts, body) = req.into_parts();
     let page = auth::is_page_load(&parts.method, &parts.headers);
-    if parts.headers.contains_key(header::CONTENT_LENGTH)
-        && parts.headers.contains_key(header::TRANSFER_ENCODING)
-    {
-        return ApiError::bad_request(
-            "ambiguous_framing",
-            "a request may not carry both Content-Length and Transfer-Encoding",
-        )
-        .into_response();
-    }
     let Some((visibility, upstream)) = app
         .ports
         .target(port)
@@ -200,7 +191,7 @@ pub async fn handle(app: Arc<App>, port: u16, prefix: Option<String>, req: Reque
     } else {
         None
     };
-    let uri = match upstream_uri(upstream, &parts.uri, prefix.as_deref()) {
+    let uri = match upstream_uri(upstream, &parts.uri, prefix) {
         Some(u) => u,
         None => {
             return ApiError::bad_request("invalid_path", "the path cannot be forwarded")
@@ -211,14 +202,14 @@ pub async fn handle(app: Arc<App>, port: u16, prefix: Option<String>, req: Reque
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
-    let headers = upstream_headers(&app, &parts.headers, client_ip, upgrade);
+    let headers = upstream_headers(&app, std::mem::take(&mut parts.headers), client_ip, upgrade);
     let progress = Progress::new();
     let body = ProgressBody {
         inner: if upgrade { Body::empty() } else { body },
         progress: progress.clone(),
     };
     let mut up_req = hyper::Request::new(body);
-    *up_req.method_mut() = parts.method.clone();
+    *up_req.method_mut() = parts.method;
     *up_req.uri_mut() = uri;
     *up_req.headers_mut() = headers;
 
@@ -350,14 +341,12 @@ fn is_upgrade(headers: &HeaderMap) -> bool {
 
 /// The upstream URI: the path without the proxy prefix, the query without
 /// the daemon's parameters and otherwise byte for byte.
-fn upstream_uri(upstream: SocketAddr, uri: &Uri, prefix: Option<&str>) -> Option<Uri> {
-    let path = uri.path();
-    let path = match prefix {
-        Some(p) => path.strip_prefix(p)?,
-        None => path,
-    };
+fn upstream_uri(upstream: SocketAddr, uri: &Uri, prefix: usize) -> Option<Uri> {
+    let path = uri.path().get(prefix..)?;
     let path = if path.is_empty() { "/" } else { path };
-    let mut s = format!("http://{upstream}{path}");
+    use std::fmt::Write;
+    let mut s = String::with_capacity(64 + uri.path().len() + uri.query().map_or(0, str::len));
+    let _ = write!(s, "http://{upstream}{path}");
     if let Some(q) = uri.query() {
         let ours = |pair: &str| {
             let k = pair.split_once('=').map_or(pair, |(k, _)| k);
@@ -377,15 +366,17 @@ fn upstream_uri(upstream: SocketAddr, uri: &Uri, prefix: Option<&str>) -> Option
 }
 
 fn strip_hop_by_hop(h: &mut HeaderMap) {
-    let listed: Vec<HeaderName> = h
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
-    for name in listed {
-        h.remove(name);
+    if h.contains_key(header::CONNECTION) {
+        let listed: Vec<HeaderName> = h
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .collect();
+        for name in listed {
+            h.remove(name);
+        }
     }
     for name in HOP_BY_HOP {
         h.remove(*name);
@@ -396,12 +387,12 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
 /// daemon's credential removed, `X-Forwarded-*` set.
 fn upstream_headers(
     app: &App,
-    incoming: &HeaderMap,
+    mut h: HeaderMap,
     client_ip: Option<std::net::IpAddr>,
     upgrade: bool,
 ) -> HeaderMap {
-    let mut h = incoming.clone();
     let upgrade_to = h.get(header::UPGRADE).cloned();
+    let own_credential = bearer(&h).is_some_and(|t| app.auth.is_own(t));
     strip_hop_by_hop(&mut h);
     if upgrade {
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -409,7 +400,7 @@ fn upstream_headers(
             h.insert(header::UPGRADE, u);
         }
     }
-    if bearer(incoming).is_some_and(|t| app.auth.is_own(t)) {
+    if own_credential {
         h.remove(header::AUTHORIZATION);
     }
     if h.contains_key(header::COOKIE) {
@@ -431,10 +422,7 @@ fn upstream_headers(
         }
     }
     if let Some(ip) = client_ip {
-        let xff = match incoming
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-        {
+        let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
             Some(prev) => format!("{prev}, {ip}"),
             None => ip.to_string(),
         };
@@ -446,8 +434,8 @@ fn upstream_headers(
         h.insert("x-forwarded-proto", HeaderValue::from_static("http"));
     }
     if !h.contains_key("x-forwarded-host") {
-        if let Some(host) = incoming.get(header::HOST) {
-            h.insert("x-forwarded-host", host.clone());
+        if let Some(host) = h.get(header::HOST).cloned() {
+            h.insert("x-forwarded-host", host);
         }
     }
     h
@@ -550,21 +538,19 @@ mod tests {
     #[test]
     fn upstream_uris() {
         let up: SocketAddr = "[::1]:3000".parse().unwrap();
-        let u = |s: &str, p: Option<&str>| {
+        let u = |s: &str, p: usize| {
             upstream_uri(up, &s.parse().unwrap(), p)
                 .unwrap()
                 .to_string()
         };
-        assert_eq!(u("/proxy/3000", Some("/proxy/3000")), "http://[::1]:3000/");
+        let prefix = "/proxy/3000".len();
+        assert_eq!(u("/proxy/3000", prefix), "http://[::1]:3000/");
         assert_eq!(
-            u(
-                "/proxy/3000/a%20b?x=1&access_token=t&y=%2F&",
-                Some("/proxy/3000")
-            ),
+            u("/proxy/3000/a%20b?x=1&access_token=t&y=%2F&", prefix),
             "http://[::1]:3000/a%20b?x=1&y=%2F&"
         );
-        assert_eq!(u("/a?workspaced_ticket=t", None), "http://[::1]:3000/a");
-        assert_eq!(u("/a?b=c+d&&e", None), "http://[::1]:3000/a?b=c+d&&e");
+        assert_eq!(u("/a?workspaced_ticket=t", 0), "http://[::1]:3000/a");
+        assert_eq!(u("/a?b=c+d&&e", 0), "http://[::1]:3000/a?b=c+d&&e");
     }
 
     #[tokio::test(start_paused = true)]

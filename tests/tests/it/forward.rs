@@ -1,5 +1,5 @@
 //! The raw TCP tunnel and `workspaced forward`, end to end with a real
-//! HTTP server (python3 -m http.server) and curl.
+//! HTTP server (python3 -m http.server) and curl, in the clear and over TLS.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -39,12 +39,9 @@ fn first_line<T: Send + 'static>(
         .expect("the expected line within 20 s")
 }
 
-#[tokio::test]
-async fn forward_carries_http_from_curl_to_a_server_in_the_workspace() {
-    let d = TestDaemon::start();
-    std::fs::write(d.root().join("greeting.txt"), "hello through the tunnel\n").unwrap();
-    let big: Vec<u8> = (0..4_000_000u32).map(|i| (i % 251) as u8).collect();
-    std::fs::write(d.root().join("big.bin"), &big).unwrap();
+/// `python3 -m http.server` serving the workspace, and its port once the
+/// daemon lists it.
+async fn http_server(d: &TestDaemon) -> (Killed, u16) {
     let mut server = Command::new("python3")
         .args(["-u", "-m", "http.server", "0", "--bind", "127.0.0.1"])
         .current_dir(d.root())
@@ -62,52 +59,143 @@ async fn forward_carries_http_from_curl_to_a_server_in_the_workspace() {
             .parse()
             .ok()
     });
-    wait_listening(&d, port).await;
+    wait_listening(d, port).await;
+    (server, port)
+}
 
-    let token_file = d.state.path().join("forward-token");
-    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
-    let mut fwd = Command::new(daemon_binary())
-        .args([
-            "forward",
-            "--url",
-            &format!("http://{}", d.addr),
-            "--token-file",
-        ])
-        .arg(&token_file)
-        .arg(format!("0:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let err = fwd.stderr.take().unwrap();
-    let fwd = Killed(fwd);
-    let local: String = first_line(err, |l| {
-        Some(
-            l.strip_prefix("workspaced: forwarding ")?
-                .split_whitespace()
-                .next()?
-                .to_owned(),
-        )
-    });
+/// `workspaced forward --url URL --token-file F [extra] 0:REMOTE`, running.
+struct Forwarding {
+    _child: Killed,
+    /// Where it listens, `127.0.0.1:N`.
+    local: String,
+    lines: std::sync::mpsc::Receiver<String>,
+}
 
-    let curl = |path: &str| {
+impl Forwarding {
+    fn start(d: &TestDaemon, url: &str, remote: u16, extra: &[&std::ffi::OsStr]) -> Forwarding {
+        let token_file = d.state.path().join("forward-token");
+        std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+        let mut child = Command::new(daemon_binary())
+            .args(["forward", "--url", url, "--token-file"])
+            .arg(&token_file)
+            .args(extra)
+            .arg(format!("0:{remote}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let err = child.stderr.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut f = Forwarding {
+            _child: Killed(child),
+            local: String::new(),
+            lines,
+        };
+        let line = f.line(|l| l.starts_with("workspaced: forwarding "));
+        f.local = line["workspaced: forwarding ".len()..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_owned();
+        f
+    }
+
+    /// The next line of its stderr that satisfies `f` (20 s at most).
+    fn line(&self, f: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) if f(&l) => return l,
+                Ok(_) => {}
+                Err(e) => panic!("no such line of workspaced forward within 20 s: {e}"),
+            }
+        }
+    }
+
+    fn curl(&self, path: &str) -> std::process::Output {
         Command::new("curl")
-            .args(["-sS", "--max-time", "20", &format!("http://{local}{path}")])
+            .args([
+                "-sS",
+                "--max-time",
+                "20",
+                &format!("http://{}{path}", self.local),
+            ])
             .output()
             .expect("curl is installed by scripts/test.sh")
-    };
-    let got = curl("/greeting.txt");
+    }
+}
+
+/// A file of 4 MB that is no repetition of a short pattern.
+fn big_file(d: &TestDaemon) -> Vec<u8> {
+    let big: Vec<u8> = (0..4_000_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(d.root().join("big.bin"), &big).unwrap();
+    big
+}
+
+#[tokio::test]
+async fn forward_carries_http_from_curl_to_a_server_in_the_workspace() {
+    let d = TestDaemon::start();
+    std::fs::write(d.root().join("greeting.txt"), "hello through the tunnel\n").unwrap();
+    let big = big_file(&d);
+    let (_server, port) = http_server(&d).await;
+    let fwd = Forwarding::start(&d, &format!("http://{}", d.addr), port, &[]);
+
+    let got = fwd.curl("/greeting.txt");
     assert!(
         got.status.success(),
         "{}",
         String::from_utf8_lossy(&got.stderr)
     );
     assert_eq!(got.stdout, b"hello through the tunnel\n");
-    let got = curl("/big.bin");
+    let got = fwd.curl("/big.bin");
     assert_eq!(got.stdout.len(), big.len());
     assert!(got.stdout == big, "4 MB arrive intact");
+}
+
+// Multi-threaded: the TLS relay runs in this process while curl blocks a thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_reaches_the_daemon_over_https_and_refuses_an_untrusted_certificate() {
+    let d = TestDaemon::start();
+    std::fs::write(d.root().join("greeting.txt"), "hello over TLS\n").unwrap();
+    let big = big_file(&d);
+    let (_server, port) = http_server(&d).await;
+    let relay = integration_tests::tls::relay(&d.addr).await;
+    let url = format!("https://{}", relay.addr);
+
+    // The relay's certificate given with --ca-file: the tunnel runs over TLS.
+    let fwd = Forwarding::start(&d, &url, port, &["--ca-file".as_ref(), relay.cert.as_ref()]);
+    let got = fwd.curl("/greeting.txt");
+    assert!(
+        got.status.success(),
+        "{}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    assert_eq!(got.stdout, b"hello over TLS\n");
+    let got = fwd.curl("/big.bin");
+    assert!(got.stdout == big, "4 MB arrive intact over TLS");
     drop(fwd);
-    drop(server);
+
+    // Without it the certificate is not trusted: the connection is closed
+    // and forward says why and what to do, without the token.
+    let fwd = Forwarding::start(&d, &url, port, &[]);
+    let got = fwd.curl("/greeting.txt");
+    assert!(
+        !got.status.success(),
+        "nothing through an untrusted TLS connection"
+    );
+    let why = fwd.line(|l| l.contains("TLS"));
+    assert!(why.contains("certificate"), "{why}");
+    assert!(why.contains("--ca-file"), "{why}");
+    assert!(!why.contains(TOKEN), "{why}");
 }
 
 #[tokio::test]

@@ -450,7 +450,7 @@ async fn websocket_echo_through_the_proxy() {
 }
 
 #[tokio::test]
-async fn chunked_bodies_both_ways_and_smuggling_refused() {
+async fn chunked_bodies_pass_both_ways() {
     let d = TestDaemon::start();
     let app = upstream::start("127.0.0.1:0").await;
     proxied(&d, &app, "public").await;
@@ -479,25 +479,162 @@ async fn chunked_bodies_both_ways_and_smuggling_refused() {
     assert_eq!(decoded, "hello, world");
     let seen = app.seen_at("/echo");
     assert_eq!(seen[0].header("transfer-encoding"), Some("chunked"));
+}
 
-    let resp = raw(
-        &d.addr,
+/// Reads one response (a Content-Length or a chunked body): (head, body).
+async fn response(s: &mut tokio::net::TcpStream) -> (String, String) {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Reads until `done` says where what is wanted ends.
+    let mut until = async |got: &mut Vec<u8>, done: &dyn Fn(&[u8]) -> Option<usize>| loop {
+        if let Some(end) = done(got) {
+            return end;
+        }
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed early: {:?}", String::from_utf8_lossy(got));
+        got.extend_from_slice(&buf[..n]);
+    };
+    let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).position(|w| w == needle);
+    let head_end = until(&mut got, &|g| Some(find(g, b"\r\n\r\n")? + 4)).await;
+    let head = String::from_utf8_lossy(&got[..head_end]).to_ascii_lowercase();
+    let body = match head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+    {
+        Some(len) => {
+            let end = head_end + len.trim().parse::<usize>().unwrap();
+            until(&mut got, &|g| (g.len() >= end).then_some(end)).await;
+            got[head_end..end].to_vec()
+        }
+        None => {
+            assert!(head.contains("transfer-encoding: chunked"), "{head}");
+            let end = until(&mut got, &|g| {
+                Some(find(&g[head_end..], b"0\r\n\r\n")? + head_end + 5)
+            })
+            .await;
+            let mut body = Vec::new();
+            let mut rest = &got[head_end..end];
+            loop {
+                let line = find(rest, b"\r\n").unwrap();
+                let n =
+                    usize::from_str_radix(std::str::from_utf8(&rest[..line]).unwrap(), 16).unwrap();
+                if n == 0 {
+                    break body;
+                }
+                body.extend_from_slice(&rest[line + 2..line + 2 + n]);
+                rest = &rest[line + 2 + n + 2..];
+            }
+        }
+    };
+    (head, String::from_utf8(body).unwrap())
+}
+
+/// Asserts a 400 with the contract's error `code`, then that the server closes.
+async fn refused_and_closed(s: &mut tokio::net::TcpStream, code: &str) {
+    let (head, body) = response(s).await;
+    assert!(head.starts_with("http/1.1 400"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"]["code"], code, "{body}");
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest))
+        .await
+        .expect("the connection closes after the refusal")
+        .unwrap();
+    assert!(
+        rest.is_empty(),
+        "nothing after the refusal: {:?}",
+        String::from_utf8_lossy(&rest)
+    );
+}
+
+#[tokio::test]
+async fn request_smuggling_is_400_and_never_reaches_the_app() {
+    let d = TestDaemon::start();
+    let app = upstream::start("127.0.0.1:0").await;
+    proxied(&d, &app, "public").await;
+    let p = app.port();
+    let connect = || tokio::net::TcpStream::connect(&d.addr);
+    let smuggle = |first: &str| {
         format!(
-            "POST /proxy/{p}/smuggle HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /proxy/{p}/smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+            "POST {first} HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /proxy/{p}/smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+    };
+
+    // The first request of a connection, in the path form.
+    let mut s = connect().await.unwrap();
+    s.write_all(smuggle(&format!("/proxy/{p}/a")).as_bytes())
+        .await
+        .unwrap();
+    refused_and_closed(&mut s, "ambiguous_framing").await;
+
+    // The second request of a keep-alive connection, in the host form.
+    let mut s = connect().await.unwrap();
+    s.write_all(format!("GET /first HTTP/1.1\r\nHost: {p}-ws.example\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let (head, body) = response(&mut s).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert_eq!(body, "hello from the app");
+    s.write_all(
+        smuggle("/b")
+            .replace("Host: x", &format!("Host: {p}-ws.example"))
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    refused_and_closed(&mut s, "ambiguous_framing").await;
+
+    // After an upgrade the daemon refused (no credential), the connection
+    // is still HTTP and still checked.
+    let mut s = connect().await.unwrap();
+    s.write_all(
+        format!(
+            "GET /api/v1/ports/{p}/tunnel HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
         )
         .as_bytes(),
     )
-    .await;
-    // The HTTP server under the router (hyper) settles the framing before any
-    // handler runs: Transfer-Encoding wins, Content-Length is dropped, and the
-    // connection closes after the answer. So the app gets one unambiguous
-    // request and the bytes smuggled after it are never read as a request.
-    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
-    assert_eq!(resp.matches("HTTP/1.1").count(), 1, "{resp}");
-    let seen = app.seen_at("/smuggle");
-    assert_eq!(seen.len(), 1);
-    assert_eq!(seen[0].header("content-length"), None);
-    assert!(app.seen_at("/smuggled").is_empty());
+    .await
+    .unwrap();
+    let (head, _) = response(&mut s).await;
+    assert!(head.starts_with("http/1.1 401"), "{head}");
+    s.write_all(smuggle(&format!("/proxy/{p}/c")).as_bytes())
+        .await
+        .unwrap();
+    refused_and_closed(&mut s, "ambiguous_framing").await;
+
+    // Lengths that differ, and codings the proxy cannot pass on.
+    for (framing, code) in [
+        (
+            "Content-Length: 3\r\nContent-Length: 4",
+            "ambiguous_framing",
+        ),
+        ("Transfer-Encoding: gzip, chunked", "invalid_framing"),
+        (
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked",
+            "invalid_framing",
+        ),
+    ] {
+        let mut s = connect().await.unwrap();
+        s.write_all(
+            format!("POST /proxy/{p}/d HTTP/1.1\r\nHost: x\r\n{framing}\r\n\r\n0\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+        refused_and_closed(&mut s, code).await;
+    }
+
+    // The app saw the one good request and nothing else.
+    let seen: Vec<String> = app
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.header("user-agent") != Some("workspaced-probe"))
+        .map(|s| s.target.clone())
+        .collect();
+    assert_eq!(seen, ["/first"]);
 }
 
 #[tokio::test]

@@ -1,0 +1,79 @@
+//! A TLS-terminating relay in front of the daemon, as a workspace's HTTPS
+//! ingress is: a self-signed certificate made with the `openssl` CLI, and
+//! each accepted TLS connection relayed as plain TCP to the daemon.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Command;
+
+use tokio::net::{TcpListener, TcpStream};
+
+/// A running relay; it stops when dropped.
+pub struct TlsRelay {
+    pub addr: SocketAddr,
+    /// The relay's certificate (PEM), for `--ca-file`.
+    pub cert: PathBuf,
+    _dir: tempfile::TempDir,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TlsRelay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts a relay on `127.0.0.1:0` to `to`, with a new certificate for
+/// `127.0.0.1` and `localhost`.
+pub async fn relay(to: &str) -> TlsRelay {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl is installed by scripts/test.sh");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let identity = native_tls::Identity::from_pkcs8(
+        &std::fs::read(&cert).unwrap(),
+        &std::fs::read(&key).unwrap(),
+    )
+    .unwrap();
+    let acceptor: tokio_native_tls::TlsAcceptor =
+        native_tls::TlsAcceptor::new(identity).unwrap().into();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let to = to.to_owned();
+    let task = tokio::spawn(async move {
+        let mut conns = tokio::task::JoinSet::new();
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, to) = (acceptor.clone(), to.clone());
+            conns.spawn(async move {
+                // A client that refuses the certificate ends here.
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut daemon) = TcpStream::connect(&to).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut daemon).await;
+            });
+        }
+    });
+    TlsRelay {
+        addr,
+        cert,
+        _dir: dir,
+        task,
+    }
+}
