@@ -57,6 +57,8 @@ before(async () => {
   assert.match(installed, /installed \d+ files/);
   assert.ok(existsSync(path.join(ws.tools, "editor/bin/code-server")));
 
+  // The developer's browser is already open when the workspace starts.
+  ws.browser = await launchBrowser();
   ws.port = await freePort();
   ws.editorPort = await freePort();
   ws.base = `http://127.0.0.1:${ws.port}`;
@@ -75,6 +77,7 @@ before(async () => {
 });
 
 after(async () => {
+  if (ws.browser) await ws.browser.close();
   if (ws.child && ws.child.exitCode === null) {
     ws.child.kill("SIGTERM");
     await ws.exited;
@@ -93,9 +96,12 @@ const readyz = async () => (await fetch(`${ws.base}/readyz`)).status === 200;
 const whyNotReady = async () => `/readyz says ${await (await fetch(`${ws.base}/readyz`)).text()}`;
 const explorerRows = (page) => page.locator(".explorer-folders-view .monaco-list-row").allInnerTexts();
 
-/** Runs `body` with a browser; on failure every open page is saved as a screenshot. */
-async function withBrowser(name, body) {
-  const browser = await launchBrowser();
+/**
+ * Runs `body` with a browser (a new one unless given); on failure every open
+ * page is saved as a screenshot.
+ */
+async function withBrowser(name, body, given = null) {
+  const browser = given || await launchBrowser();
   try {
     await body(browser);
   } catch (e) {
@@ -103,7 +109,7 @@ async function withBrowser(name, body) {
     for (const ctx of browser.contexts()) for (const p of ctx.pages()) await shot(p, `${name}-failed-${i++}`).catch(() => {});
     throw e;
   } finally {
-    await browser.close();
+    if (!given) await browser.close();
   }
 }
 
@@ -212,7 +218,7 @@ test("the editor starts from init_tools.sh and works through the proxy", async (
     await hostPage.close();
     await syncPage.close();
     await context.close();
-  });
+  }, ws.browser);
 });
 
 test("without a credential the editor is never served", async () => {
