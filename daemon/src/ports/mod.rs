@@ -412,19 +412,7 @@ pub fn spawn_detector(ports: Arc<Ports>, tracker: &TaskTracker, cancel: Cancella
     tracker.spawn(
         async move {
             let mut scanner = Some(first);
-            for (port, addr) in to_probe {
-                let ports = ports.clone();
-                let cancel = cancel.clone();
-                probes.spawn(
-                    async move {
-                        tokio::select! {
-                            _ = cancel.cancelled() => {}
-                            http = probe_http(addr) => ports.set_http(port, http),
-                        }
-                    }
-                    .instrument(tracing::debug_span!("probe", port)),
-                );
-            }
+            spawn_probes(&ports, &probes, &cancel, to_probe);
             let mut tick = tokio::time::interval(POLL);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut warned = false;
@@ -452,21 +440,7 @@ pub fn spawn_detector(ports: Arc<Ports>, tracker: &TaskTracker, cancel: Cancella
                 );
                 scanner = Some(s);
                 match result {
-                    Ok(now) => {
-                        for (port, addr) in ports.update(now) {
-                            let ports = ports.clone();
-                            let cancel = cancel.clone();
-                            probes.spawn(
-                                async move {
-                                    tokio::select! {
-                                        _ = cancel.cancelled() => {}
-                                        http = probe_http(addr) => ports.set_http(port, http),
-                                    }
-                                }
-                                .instrument(tracing::debug_span!("probe", port)),
-                            );
-                        }
-                    }
+                    Ok(now) => spawn_probes(&ports, &probes, &cancel, ports.update(now)),
                     Err(e) if !warned => {
                         warned = true;
                         tracing::warn!(error = %e, "cannot read the socket tables; ports are not detected");
@@ -477,6 +451,28 @@ pub fn spawn_detector(ports: Arc<Ports>, tracker: &TaskTracker, cancel: Cancella
         }
         .instrument(tracing::info_span!("ports")),
     );
+}
+
+/// Probes each newly seen port once for HTTP, in the background.
+fn spawn_probes(
+    ports: &Arc<Ports>,
+    tracker: &TaskTracker,
+    cancel: &CancellationToken,
+    new: impl IntoIterator<Item = (u16, SocketAddr)>,
+) {
+    for (port, addr) in new {
+        let ports = ports.clone();
+        let cancel = cancel.clone();
+        tracker.spawn(
+            async move {
+                tokio::select! {
+                    _ = cancel.cancelled() => {}
+                    http = probe_http(addr) => ports.set_http(port, http),
+                }
+            }
+            .instrument(tracing::debug_span!("probe", port)),
+        );
+    }
 }
 
 /// Whether the server on `addr` answers an HTTP request with HTTP.
