@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use integration_tests::{TestDaemon, WAIT};
+use integration_tests::{until, TestDaemon, WAIT};
 use serde_json::{json, Value};
 
 /// A port that nothing listens on (bound, then released).
@@ -12,18 +12,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// Polls `f` until it returns `Some`, or panics after `timeout`.
-async fn until<T>(timeout: Duration, what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn component(d: &TestDaemon, name: &str) -> Value {

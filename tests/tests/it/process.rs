@@ -3,7 +3,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use integration_tests::{daemon_binary, Frame, TestDaemon};
+use integration_tests::{daemon_binary, until, Frame, TestDaemon};
 use nix::sys::signal::Signal;
 use serde_json::json;
 
@@ -94,14 +94,15 @@ async fn sigterm_tells_clients_and_ends_every_terminal_process() {
         shell["pid"].as_u64().unwrap() as u32,
         plain["pid"].as_u64().unwrap() as u32,
     ];
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while session_members(sids[0]).len() < 2 || session_members(sids[1]).len() < 2 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the terminals' jobs did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until(
+        Duration::from_secs(10),
+        "the terminals' jobs to start",
+        async || {
+            (session_members(sids[0]).len() >= 2 && session_members(sids[1]).len() >= 2)
+                .then_some(())
+        },
+    )
+    .await;
     let all: Vec<u32> = sids.iter().flat_map(|s| session_members(*s)).collect();
 
     d.signal(Signal::SIGTERM);

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use integration_tests::{contains, Frame, TestDaemon, Ws};
+use integration_tests::{contains, until, Frame, TestDaemon, Ws};
 use serde_json::{json, Value};
 
 async fn create(d: &TestDaemon, body: Value) -> Value {
@@ -118,18 +118,16 @@ async fn input_bytes_arrive_intact() {
     let t = create(&d, json!({"command": ["bash", "-c", script]})).await;
     let (mut ws, _) = attach(&d, &id(&t), Some(0)).await;
     // Wait until the terminal is raw (no output before that point is expected).
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    until(Duration::from_secs(10), "head to start", async || {
         let out = std::process::Command::new("ps")
             .args(["-o", "comm=", "--ppid", &t["pid"].to_string()])
             .output()
             .unwrap();
-        if String::from_utf8_lossy(&out.stdout).contains("head") {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "head never started");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+        String::from_utf8_lossy(&out.stdout)
+            .contains("head")
+            .then_some(())
+    })
+    .await;
     for chunk in all.chunks(7) {
         ws.send_bytes(chunk).await;
     }
@@ -213,19 +211,17 @@ async fn an_offset_older_than_the_scrollback_gets_the_screen() {
         .start();
     let t = create(&d, json!({"command": ["bash", "-c", "for i in $(seq 1 2000); do echo line $i; done; echo READY; exec cat"]})).await;
     // Wait until all is printed (a client would lag behind a 4 KiB scrollback).
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let expected: usize = (1..=2000)
         .map(|i| format!("line {i}\r\n").len())
         .sum::<usize>()
         + "READY\r\n".len();
     let path = format!("/api/v1/terminals/{}", id(&t));
-    while d.get_json(&path).await["output_offset"] != expected {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the script did not finish"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until(
+        Duration::from_secs(10),
+        "the script to finish",
+        async || (d.get_json(&path).await["output_offset"] == expected).then_some(()),
+    )
+    .await;
     let (mut ws, first) = attach(&d, &id(&t), Some(0)).await;
     assert_eq!(first["replay"], "screen");
     let total = first["output_offset"].as_u64().unwrap();
