@@ -162,6 +162,24 @@ fn normalize(path: &str) -> Result<String, PathError> {
 }
 
 impl Planner<'_> {
+    /// Plans writing `bytes` to `path`; later changes of the batch see them.
+    fn plan_write(&mut self, path: String, bytes: Vec<u8>) -> Planned {
+        let oid = blob_oid(&bytes);
+        let slot = Slot::Blob {
+            kind: Kind::File,
+            bytes: bytes.clone(),
+        };
+        self.overlay.insert(path.clone(), slot);
+        (
+            vec![Action::Write {
+                path: path.clone(),
+                bytes,
+            }],
+            Some(oid),
+            path,
+        )
+    }
+
     fn current(&mut self, path: &str) -> Result<Slot, PathError> {
         if let Some(s) = self.overlay.get(path) {
             return Ok(s.clone());
@@ -252,10 +270,6 @@ impl Planner<'_> {
     ) -> Result<Result<Planned, Conflict>, Refusal> {
         let path = normalize(&change.path)?;
         let base = change.base.as_deref();
-        let blob = |bytes: Vec<u8>| Slot::Blob {
-            kind: Kind::File,
-            bytes,
-        };
         match &change.op {
             Op::Mkdir => match self.current(&path)? {
                 Slot::Dir => Ok(Ok((vec![], None, path))),
@@ -276,16 +290,7 @@ impl Planner<'_> {
                 if let Err(c) = self.check_base(index, &path, base)? {
                     return Ok(Err(c));
                 }
-                let oid = blob_oid(content);
-                self.overlay.insert(path.clone(), blob(content.clone()));
-                Ok(Ok((
-                    vec![Action::Write {
-                        path: path.clone(),
-                        bytes: content.clone(),
-                    }],
-                    Some(oid),
-                    path,
-                )))
+                Ok(Ok(self.plan_write(path, content.clone())))
             }
             Op::Patch { diff } => {
                 let (_, bytes) = match self.check_blob(index, &path, base)? {
@@ -293,18 +298,7 @@ impl Planner<'_> {
                     Err(c) => return Ok(Err(c)),
                 };
                 match patch::apply(&bytes, diff) {
-                    Ok(new) => {
-                        let oid = blob_oid(&new);
-                        self.overlay.insert(path.clone(), blob(new.clone()));
-                        Ok(Ok((
-                            vec![Action::Write {
-                                path: path.clone(),
-                                bytes: new,
-                            }],
-                            Some(oid),
-                            path,
-                        )))
-                    }
+                    Ok(new) => Ok(Ok(self.plan_write(path, new))),
                     Err(e) => {
                         let oid = blob_oid(&bytes);
                         Ok(Err(Conflict {
@@ -334,17 +328,7 @@ impl Planner<'_> {
                         path: path.clone(),
                         why: e.to_string(),
                     })?;
-                let new = new.into_bytes();
-                let oid = blob_oid(&new);
-                self.overlay.insert(path.clone(), blob(new.clone()));
-                Ok(Ok((
-                    vec![Action::Write {
-                        path: path.clone(),
-                        bytes: new,
-                    }],
-                    Some(oid),
-                    path,
-                )))
+                Ok(Ok(self.plan_write(path, new.into_bytes())))
             }
             Op::Delete => {
                 let (kind, _) = match self.check_blob(index, &path, base)? {
