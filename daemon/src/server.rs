@@ -234,11 +234,7 @@ pub async fn run(
     let stop_serving = CancellationToken::new();
     let server = {
         let stop = stop_serving.clone();
-        tokio::spawn(http::serve::serve(
-            listener,
-            http::router(app.clone()),
-            stop,
-        ))
+        tokio::spawn(http::serve::serve(listener, app.clone(), stop))
     };
 
     tokio::select! {

@@ -26,6 +26,8 @@ pub struct Seen {
     /// Path and query, byte for byte.
     pub target: String,
     pub headers: Vec<(String, String)>,
+    /// The connection's far end: requests on one connection share it.
+    pub peer: SocketAddr,
 }
 
 impl Seen {
@@ -149,6 +151,7 @@ fn query_n(target: &str) -> u64 {
 
 async fn serve(
     mut req: Request<Incoming>,
+    peer: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
     sse_next: Arc<Notify>,
 ) -> Result<Response<BoxBody>, Infallible> {
@@ -170,6 +173,7 @@ async fn serve(
                 )
             })
             .collect(),
+        peer,
     });
     let path = target.split('?').next().unwrap_or("").to_owned();
     let resp = match path.as_str() {
@@ -281,12 +285,12 @@ pub async fn start(bind: &str) -> App {
     let task = tokio::spawn(async move {
         let mut conns = tokio::task::JoinSet::new();
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
+            let Ok((stream, peer)) = listener.accept().await else {
                 return;
             };
             let (s, n) = (s.clone(), n.clone());
             conns.spawn(async move {
-                let svc = service_fn(move |req| serve(req, s.clone(), n.clone()));
+                let svc = service_fn(move |req| serve(req, peer, s.clone(), n.clone()));
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), svc)
                     .with_upgrades()

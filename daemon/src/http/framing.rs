@@ -198,7 +198,7 @@ impl Body {
 /// The chunked decoder's states, as hyper's (`proto/h1/decode.rs`), so the
 /// two always agree on where a body ends: where hyper would fail, so does this.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Chunked {
+pub(crate) enum Chunked {
     Start,
     Size(u64),
     SizeLws(u64),
@@ -214,7 +214,9 @@ enum Chunked {
 }
 
 impl Chunked {
-    fn advance(&mut self, data: &[u8]) -> io::Result<(usize, bool)> {
+    /// How many bytes of `data` belong to the chunked body, and whether it
+    /// ended there.
+    pub(crate) fn advance(&mut self, data: &[u8]) -> io::Result<(usize, bool)> {
         use Chunked::*;
         let bad = || io::Error::new(io::ErrorKind::InvalidData, "invalid chunked body");
         let hex = |b: u8| (b as char).to_digit(16).map(u64::from);
@@ -343,6 +345,25 @@ fn framing(req: &httparse::Request<'_, '_>) -> Result<(Option<Body>, bool), Refu
     Ok((body, upgrade))
 }
 
+/// A request body's framing, for the proxy's fast lane.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RequestBody {
+    None,
+    Length(u64),
+    Chunked,
+}
+
+/// The body a request head announces; `None` when the head asks for an
+/// upgrade or its framing is refused (the general path answers those).
+pub(crate) fn request_body(req: &httparse::Request<'_, '_>) -> Option<RequestBody> {
+    match framing(req) {
+        Ok((_, true)) | Err(_) => None,
+        Ok((None, false)) => Some(RequestBody::None),
+        Ok((Some(Body::Length(n)), false)) => Some(RequestBody::Length(n)),
+        Ok((Some(Body::Chunked(_)), false)) => Some(RequestBody::Chunked),
+    }
+}
+
 /// The items of a comma-separated header value, trimmed.
 fn list(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value.split(|&b| b == b',').map(<[u8]>::trim_ascii)
@@ -362,10 +383,17 @@ pub struct Framing<IO> {
 }
 
 impl<IO> Framing<IO> {
+    #[cfg(test)]
     pub fn new(io: IO, answer: Arc<UpgradeAnswer>) -> Self {
+        Self::resume(io, answer, BytesMut::new())
+    }
+
+    /// A connection of which `read` was read already, by the proxy's fast
+    /// lane; it starts with a request head (or is empty).
+    pub fn resume(io: IO, answer: Arc<UpgradeAnswer>, read: BytesMut) -> Self {
         Framing {
             io,
-            buf: BytesMut::new(),
+            buf: read,
             ready: 0,
             state: State::Head,
             answer,

@@ -5,7 +5,7 @@
 pub mod error;
 mod extract;
 mod files;
-mod framing;
+pub(crate) mod framing;
 pub(crate) mod pages;
 mod ports;
 pub mod serve;

@@ -1,12 +1,13 @@
-//! The accept loop: each connection is wrapped in [`Framing`], served by
-//! hyper's HTTP/1 (with upgrades) through the router, and asked to finish
-//! its current request when the daemon stops serving.
+//! The accept loop: each connection goes first to the proxy's fast lane,
+//! which serves plain proxied requests itself; whatever the lane hands over
+//! is wrapped in [`Framing`], served by hyper's HTTP/1 (with upgrades)
+//! through the router, and asked to finish its current request when the
+//! daemon stops serving.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
-use axum::Router;
 use hyper::body::Incoming;
 use hyper::service::Service;
 use hyper_util::rt::TokioIo;
@@ -17,13 +18,15 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::framing::{Framing, UpgradeAnswer};
+use super::AppState;
+use crate::proxy::lane;
 
-/// Serves `router` on `listener` until `stop`, then waits for the open
+/// Serves the daemon on `listener` until `stop`, then waits for the open
 /// connections to finish their requests (upgraded ones are not waited for:
 /// their owners track them).
-pub async fn serve(listener: TcpListener, router: Router, stop: CancellationToken) {
+pub async fn serve(listener: TcpListener, app: AppState, stop: CancellationToken) {
     let connections = TaskTracker::new();
-    let router = TowerToHyperService::new(router);
+    let router = TowerToHyperService::new(super::router(app.clone()));
     loop {
         let (stream, peer) = tokio::select! {
             _ = stop.cancelled() => break,
@@ -40,17 +43,23 @@ pub async fn serve(listener: TcpListener, router: Router, stop: CancellationToke
         };
         // Responses are written whole; Nagle would only hold back their ends.
         let _ = stream.set_nodelay(true);
-        let answer = Arc::new(UpgradeAnswer::default());
-        let io = TokioIo::new(Framing::new(stream, answer.clone()));
         let router = router.clone();
-        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-            req.extensions_mut().insert(ConnectInfo(peer));
-            req.extensions_mut().insert(answer.clone());
-            router.call(req)
-        });
+        let app = app.clone();
         let stop = stop.clone();
         connections.spawn(
             async move {
+                let (stream, read) = match lane::serve(&app, stream, peer, &stop).await {
+                    lane::Outcome::Closed => return,
+                    lane::Outcome::Handoff(stream, read) => (stream, read),
+                };
+                let answer = Arc::new(UpgradeAnswer::default());
+                let io = TokioIo::new(Framing::resume(stream, answer.clone(), read));
+                let service =
+                    hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+                        req.extensions_mut().insert(ConnectInfo(peer));
+                        req.extensions_mut().insert(answer.clone());
+                        router.call(req)
+                    });
                 let conn = hyper::server::conn::http1::Builder::new()
                     .serve_connection(io, service)
                     .with_upgrades();

@@ -4,6 +4,7 @@
 //! visibility-based access, and the daemon's credential removed before
 //! anything reaches the app.
 
+pub mod lane;
 pub mod splice;
 pub mod tickets;
 
@@ -277,19 +278,14 @@ pub async fn handle(app: Arc<App>, port: u16, prefix: usize, req: Request) -> Re
 /// ticket session or session cookie first, then the header, then the query
 /// (page loads and upgrades). The query's credential is returned too.
 fn identity(app: &App, port: u16, parts: &Parts) -> Option<(Identity, Option<String>)> {
-    let owner = Identity {
-        role: Role::Owner,
-        user: None,
-    };
-    for c in cookies(&parts.headers, auth::COOKIE) {
-        if app.proxy.tickets.is_session(&c, port) {
-            return Some((owner, None));
-        }
-        if let Some(id) = app.auth.check(&c) {
-            return Some((id, None));
-        }
-    }
-    if let Some(id) = bearer(&parts.headers).and_then(|t| app.auth.check(t)) {
+    let cookies = cookies(&parts.headers, auth::COOKIE);
+    let found = identity_from(
+        app,
+        port,
+        cookies.iter().map(String::as_str),
+        bearer(&parts.headers),
+    );
+    if let Some(id) = found {
         return Some((id, None));
     }
     if auth::is_page_load(&parts.method, &parts.headers)
@@ -302,8 +298,34 @@ fn identity(app: &App, port: u16, parts: &Parts) -> Option<(Identity, Option<Str
     None
 }
 
+/// The identity the daemon's session cookies (a ticket's session or a
+/// credential) or else the `Authorization` header's token prove.
+fn identity_from<'a>(
+    app: &App,
+    port: u16,
+    cookies: impl Iterator<Item = &'a str>,
+    bearer: Option<&str>,
+) -> Option<Identity> {
+    for c in cookies {
+        if app.proxy.tickets.is_session(c, port) {
+            return Some(Identity {
+                role: Role::Owner,
+                user: None,
+            });
+        }
+        if let Some(id) = app.auth.check(c) {
+            return Some(id);
+        }
+    }
+    app.auth.check(bearer?)
+}
+
 fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    bearer_token(headers.get(header::AUTHORIZATION)?.to_str().ok()?)
+}
+
+/// The token of an `Authorization: Bearer` value.
+fn bearer_token(v: &str) -> Option<&str> {
     let t = v
         .strip_prefix("Bearer ")
         .or_else(|| v.strip_prefix("bearer "))?;

@@ -772,3 +772,177 @@ async fn a_gibibyte_streams_both_ways_in_flat_memory() {
         "the daemon's RSS peaked at {peak} KiB while 2 GiB passed"
     );
 }
+
+/// Reads one request head from `s` into `buf` and returns it (lowercased);
+/// `None` when the peer closed. What follows the head stays in `buf`.
+async fn request_head(s: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> Option<String> {
+    loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..i + 4]).to_ascii_lowercase();
+            buf.drain(..i + 4);
+            return Some(head);
+        }
+        let mut chunk = [0u8; 4096];
+        match s.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// Reads a response head only (the answer to HEAD, or a 204).
+async fn head_only(s: &mut tokio::net::TcpStream) -> String {
+    let mut buf = Vec::new();
+    let head = request_head(s, &mut buf).await.expect("a response head");
+    assert!(buf.is_empty(), "no body after {head}: {buf:?}");
+    head
+}
+
+#[tokio::test]
+async fn one_connection_carries_pipelined_uploads_and_daemon_routes() {
+    let d = TestDaemon::start();
+    let app = upstream::start("127.0.0.1:0").await;
+    proxied(&d, &app, "private").await;
+    let p = app.port();
+    let host = &d.addr;
+    let get = |path: &str| {
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {TOKEN}\r\n\r\n")
+    };
+    let mut s = tokio::net::TcpStream::connect(&d.addr).await.unwrap();
+
+    // Two requests in one write are answered in order.
+    let two = get(&format!("/proxy/{p}/one")) + &get(&format!("/proxy/{p}/two"));
+    s.write_all(two.as_bytes()).await.unwrap();
+    for _ in 0..2 {
+        let (head, body) = response(&mut s).await;
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert_eq!(body, "hello from the app");
+    }
+    // A small upload arrives whole.
+    let post = format!(
+        "POST /proxy/{p}/count HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 11\r\n\r\nhello world"
+    );
+    s.write_all(post.as_bytes()).await.unwrap();
+    assert_eq!(response(&mut s).await.1, "11");
+    // The app saw the three on one kept connection, without the credential.
+    let seen: Vec<_> = ["/one", "/two", "/count"]
+        .iter()
+        .map(|path| app.seen_at(path).pop().expect("seen"))
+        .collect();
+    assert!(seen.iter().all(|r| r.peer == seen[0].peer), "{seen:?}");
+    assert!(seen.iter().all(|r| r.header("authorization").is_none()));
+
+    // The daemon's own routes on the same connection, then the app again.
+    s.write_all(get("/api/v1/ports").as_bytes()).await.unwrap();
+    let (head, body) = response(&mut s).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(body.contains(&format!("\"port\":{p}")), "{body}");
+    s.write_all(get(&format!("/proxy/{p}/three")).as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(response(&mut s).await.1, "hello from the app");
+    // Without the credential: the sign-in refusal, and the connection goes on.
+    let anonymous = format!("GET /proxy/{p}/four HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    s.write_all(anonymous.as_bytes()).await.unwrap();
+    assert!(response(&mut s).await.0.starts_with("http/1.1 401"));
+    assert!(app.seen_at("/four").is_empty());
+}
+
+#[tokio::test]
+async fn an_app_that_closes_its_kept_connection_gets_a_new_one() {
+    let d = TestDaemon::builder()
+        .arg("default-visibility", "public")
+        .start();
+    // Answers one request per connection and closes it, as a server does
+    // whose keep-alive timeout has passed.
+    let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (p, _server) = upstream::raw_server({
+        let requests = requests.clone();
+        move |mut s| {
+            let requests = requests.clone();
+            async move {
+                let mut buf = Vec::new();
+                let Some(head) = request_head(&mut s, &mut buf).await else {
+                    return;
+                };
+                requests
+                    .lock()
+                    .unwrap()
+                    .push(head.lines().next().unwrap_or("").to_owned());
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+            }
+        }
+    })
+    .await;
+    wait_listening(&d, p).await;
+    let mut s = tokio::net::TcpStream::connect(&d.addr).await.unwrap();
+    for (method, path) in [("GET", "/a"), ("POST", "/b"), ("GET", "/c")] {
+        let req =
+            format!("{method} /proxy/{p}{path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let (head, body) = response(&mut s).await;
+        assert!(head.starts_with("http/1.1 200"), "{method} {path}: {head}");
+        assert_eq!(body, "ok");
+    }
+    let seen = requests.lock().unwrap().clone();
+    for want in ["get /a http/1.1", "post /b http/1.1", "get /c http/1.1"] {
+        assert_eq!(seen.iter().filter(|r| *r == want).count(), 1, "{seen:?}");
+    }
+}
+
+#[tokio::test]
+async fn answers_without_a_length_head_answers_and_interim_answers_keep_the_connection() {
+    let d = TestDaemon::builder()
+        .arg("default-visibility", "public")
+        .start();
+    let (p, _server) = upstream::raw_server(|mut s| async move {
+        let mut buf = Vec::new();
+        while let Some(head) = request_head(&mut s, &mut buf).await {
+            let answer: &[u8] = if head.starts_with("get /until-close ") {
+                // The body ends when the connection does.
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nuntil ")
+                    .await;
+                let _ = s.write_all(b"the end").await;
+                return;
+            } else if head.starts_with("head ") {
+                b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n"
+            } else {
+                b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 204 No Content\r\nx-after-hints: 1\r\n\r\n"
+            };
+            if s.write_all(answer).await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    wait_listening(&d, p).await;
+    let mut s = tokio::net::TcpStream::connect(&d.addr).await.unwrap();
+    let send =
+        |method: &str, path: &str| format!("{method} /proxy/{p}{path} HTTP/1.1\r\nHost: x\r\n\r\n");
+    for _ in 0..2 {
+        s.write_all(send("GET", "/until-close").as_bytes())
+            .await
+            .unwrap();
+        let (head, body) = response(&mut s).await;
+        assert!(head.contains("transfer-encoding: chunked"), "{head}");
+        assert_eq!(body, "until the end");
+
+        s.write_all(send("HEAD", "/x").as_bytes()).await.unwrap();
+        let head = head_only(&mut s).await;
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert!(head.contains("content-length: 5"), "{head}");
+
+        s.write_all(send("GET", "/no-content").as_bytes())
+            .await
+            .unwrap();
+        let head = head_only(&mut s).await;
+        assert!(
+            head.starts_with("http/1.1 204"),
+            "interim answer skipped: {head}"
+        );
+        assert!(head.contains("x-after-hints: 1"), "{head}");
+    }
+}

@@ -1,0 +1,742 @@
+//! The proxy's fast lane. Most proxied traffic is plain HTTP/1.1: a head,
+//! maybe a small body, an answer. The lane serves that on the accepted
+//! connection's own task: heads parsed with `httparse`, one upstream
+//! connection per client connection kept alive, two reads and two writes a
+//! request and no task in between. Anything else (an upgrade, a large or
+//! chunked upload, `Expect`, HTTP/1.0, a credential or ticket in the query,
+//! a refused or unknown caller, a port that is not available, a head that
+//! does not parse, a daemon that is draining, an upstream that refuses the
+//! connection) is handed over before a byte of it is consumed: the general
+//! path (hyper and the router) then answers it as it always has, together
+//! with the rest of the connection.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::activity::Source as ActivitySource;
+use crate::auth::{self, Role};
+use crate::config::Visibility;
+use crate::http::framing::{self, Chunked, RequestBody};
+use crate::http::{ApiError, App};
+
+/// How the lane left a connection.
+pub enum Outcome {
+    /// The connection is finished.
+    Closed,
+    /// The general path takes over: the stream, and what was read of it
+    /// and not answered (it starts with a request head, or is empty).
+    Handoff(TcpStream, BytesMut),
+}
+
+/// hyper's limits, so the lane hands over what the general path refuses.
+const MAX_HEADERS: usize = 100;
+const MAX_HEAD: usize = 64 * 1024;
+/// A request body up to this size is read whole and sent with its head; a
+/// larger one is streamed by the general path.
+const MAX_BODY: u64 = 64 * 1024;
+/// The most read from the upstream at once.
+const CHUNK: usize = 64 * 1024;
+/// As the general path's connector.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Headers of one hop, never forwarded as they are (as `HOP_BY_HOP`).
+fn hop_by_hop(name: &str) -> bool {
+    super::HOP_BY_HOP
+        .iter()
+        .any(|h| h.eq_ignore_ascii_case(name))
+}
+
+/// The upstream connection a client connection keeps between requests.
+struct Upstream {
+    stream: TcpStream,
+    addr: SocketAddr,
+}
+
+impl Upstream {
+    /// An idle upstream connection with something to read was closed by
+    /// the app (or sent something unasked): either way it is not reused.
+    /// A connection the runtime knows has nothing costs no system call.
+    fn is_usable(&self) -> bool {
+        let mut probe = [0u8; 1];
+        matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+}
+
+/// What the lane makes of one request head it serves.
+struct Plan {
+    /// The head's length and the body's, both in the client's buffer.
+    head_len: usize,
+    body_len: usize,
+    upstream: SocketAddr,
+    port: u16,
+    /// The client asked to close after this answer.
+    close: bool,
+    head_request: bool,
+    /// May be sent again on a new connection when a kept one was found closed.
+    idempotent: bool,
+}
+
+/// Serves a client connection's plain proxied requests until it ends, the
+/// daemon stops, or a request needs the general path.
+pub async fn serve(
+    app: &App,
+    mut client: TcpStream,
+    peer: SocketAddr,
+    stop: &CancellationToken,
+) -> Outcome {
+    let mut buf = BytesMut::with_capacity(8192);
+    let mut up: Option<Upstream> = None;
+    // The request for the upstream, then the answer for the client.
+    let mut out = Vec::with_capacity(4096);
+    let mut ubuf = BytesMut::with_capacity(CHUNK);
+    loop {
+        let plan = loop {
+            match plan(app, &buf, peer, &mut out) {
+                Parsed::Serve(p) => break p,
+                Parsed::Handoff => return Outcome::Handoff(client, buf),
+                Parsed::Partial => {}
+            }
+            if buf.capacity() - buf.len() < 1024 {
+                buf.reserve(8192);
+            }
+            let read = tokio::select! {
+                r = client.read_buf(&mut buf) => r,
+                _ = stop.cancelled() => return Outcome::Closed,
+            };
+            match read {
+                Ok(0) | Err(_) => return Outcome::Closed,
+                Ok(_) => {}
+            }
+        };
+        let total = plan.head_len + plan.body_len;
+        while buf.len() < total {
+            buf.reserve(total - buf.len());
+            match client.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => return Outcome::Closed,
+                Ok(_) => {}
+            }
+        }
+        out.extend_from_slice(&buf[plan.head_len..total]);
+
+        if up
+            .as_ref()
+            .is_some_and(|u| u.addr != plan.upstream || !u.is_usable())
+        {
+            up = None;
+        }
+        let answer = match exchange(app, &mut up, &plan, &out, &mut ubuf).await {
+            Exchange::Refused => return Outcome::Handoff(client, buf),
+            Exchange::Failed(e) => Err(e),
+            Exchange::Answered(head) => Ok(head),
+        };
+        let keep = match answer {
+            Err(e) => {
+                up = None;
+                write_error(&mut client, &e, plan.close).await.is_ok()
+            }
+            Ok(head) => match relay(&mut client, &mut up, head, &plan, &mut ubuf, &mut out).await {
+                Relayed::Done => true,
+                Relayed::ClientGone => false,
+            },
+        };
+        buf.advance(total);
+        if !keep || plan.close || stop.is_cancelled() {
+            let _ = client.shutdown().await;
+            return Outcome::Closed;
+        }
+    }
+}
+
+enum Parsed {
+    Serve(Plan),
+    Partial,
+    Handoff,
+}
+
+/// Decides on the head at the start of `buf` and, when the lane serves it,
+/// writes the upstream's request head into `out`.
+fn plan(app: &App, buf: &[u8], peer: SocketAddr, out: &mut Vec<u8>) -> Parsed {
+    if buf.is_empty() {
+        return Parsed::Partial;
+    }
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let head_len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) if n <= MAX_HEAD => n,
+        Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => return Parsed::Partial,
+        _ => return Parsed::Handoff,
+    };
+    match plan_head(app, &req, peer, out) {
+        Some(mut p) => {
+            p.head_len = head_len;
+            Parsed::Serve(p)
+        }
+        None => Parsed::Handoff,
+    }
+}
+
+/// The request's facts the lane needs, from one pass over its headers.
+#[derive(Default)]
+struct Facts<'a> {
+    host: Option<&'a str>,
+    bearer: Option<&'a str>,
+    close: bool,
+    expect: bool,
+    forwarded_for: Option<&'a [u8]>,
+    forwarded_proto: bool,
+    forwarded_host: bool,
+}
+
+fn plan_head(
+    app: &App,
+    req: &httparse::Request<'_, '_>,
+    peer: SocketAddr,
+    out: &mut Vec<u8>,
+) -> Option<Plan> {
+    let (Some(method), Some(target), Some(1)) = (req.method, req.path, req.version) else {
+        return None;
+    };
+    if !target.starts_with('/') || app.draining.load(Ordering::Relaxed) {
+        return None;
+    }
+    let body_len = match framing::request_body(req)? {
+        RequestBody::None => 0,
+        RequestBody::Length(n) if n <= MAX_BODY => n as usize,
+        _ => return None,
+    };
+
+    let mut facts = Facts::default();
+    for h in req.headers.iter() {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("host") {
+            facts.host = Some(std::str::from_utf8(h.value).ok()?);
+        } else if name.eq_ignore_ascii_case("authorization") {
+            facts.bearer = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(super::bearer_token);
+        } else if name.eq_ignore_ascii_case("connection") {
+            facts.close |= tokens(h.value).any(|t| t.eq_ignore_ascii_case(b"close"));
+        } else if name.eq_ignore_ascii_case("expect") {
+            facts.expect = true;
+        } else if name.eq_ignore_ascii_case("x-forwarded-for") {
+            facts.forwarded_for.get_or_insert(h.value);
+        } else if name.eq_ignore_ascii_case("x-forwarded-proto") {
+            facts.forwarded_proto = true;
+        } else if name.eq_ignore_ascii_case("x-forwarded-host") {
+            facts.forwarded_host = true;
+        }
+    }
+    if facts.expect {
+        return None;
+    }
+
+    // The port, as `host_routing` and the `/proxy/{port}/` routes find it.
+    let host_port = match facts.host.filter(|_| app.config.host_routing) {
+        Some(host) => super::host_port(host),
+        None => None,
+    };
+    let (port, prefix) = match host_port {
+        Some(Ok(port)) => (port, 0),
+        Some(Err(())) => return None,
+        None => {
+            let rest = target.strip_prefix("/proxy/")?;
+            let digits = &rest[..rest.find('/')?];
+            (super::parse_port(digits)?, "/proxy/".len() + digits.len())
+        }
+    };
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
+    };
+    if query.is_some_and(|q| {
+        q.split('&').any(|pair| {
+            let k = pair.split_once('=').map_or(pair, |(k, _)| k);
+            k == auth::QUERY_PARAM || k == super::TICKET_PARAM
+        })
+    }) {
+        return None;
+    }
+    let (visibility, upstream) = app.ports.target(port)?;
+    let counts = match visibility {
+        Visibility::None => return None,
+        Visibility::Public => app.config.public_traffic_is_activity,
+        _ => {
+            let id = super::identity_from(app, port, cookies(req), facts.bearer)?;
+            if visibility == Visibility::Private && id.role != Role::Owner {
+                return None;
+            }
+            true
+        }
+    };
+    if counts {
+        app.activity.touch(ActivitySource::Proxy);
+    }
+
+    out.clear();
+    out.extend_from_slice(method.as_bytes());
+    out.push(b' ');
+    let path = &path[prefix..];
+    if path.is_empty() {
+        out.push(b'/');
+    }
+    out.extend_from_slice(path.as_bytes());
+    if let Some(q) = query {
+        out.push(b'?');
+        out.extend_from_slice(q.as_bytes());
+    }
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let own_credential = facts.bearer.is_some_and(|t| app.auth.is_own(t));
+    let mut kept_cookies: Vec<&str> = Vec::new();
+    for h in req.headers.iter() {
+        let name = h.name;
+        if hop_by_hop(name) || listed_in_connection(req, name) {
+            continue;
+        }
+        if name.eq_ignore_ascii_case("authorization") && own_credential {
+            continue;
+        }
+        if name.eq_ignore_ascii_case("cookie") {
+            kept_cookies.extend(
+                std::str::from_utf8(h.value)
+                    .unwrap_or("")
+                    .split(';')
+                    .map(str::trim)
+                    .filter(|c| !c.is_empty())
+                    .filter(|c| c.split_once('=').map_or(*c, |(k, _)| k) != auth::COOKIE),
+            );
+            continue;
+        }
+        if name.eq_ignore_ascii_case("x-forwarded-for") {
+            continue;
+        }
+        header(out, name.as_bytes(), h.value);
+    }
+    if !kept_cookies.is_empty() {
+        header(out, b"cookie", kept_cookies.join("; ").as_bytes());
+    }
+    let ip = peer.ip().to_string();
+    match facts.forwarded_for {
+        Some(prev) => {
+            let v = [prev, b", ", ip.as_bytes()].concat();
+            header(out, b"x-forwarded-for", &v);
+        }
+        None => header(out, b"x-forwarded-for", ip.as_bytes()),
+    }
+    if !facts.forwarded_proto {
+        header(out, b"x-forwarded-proto", b"http");
+    }
+    if let (false, Some(host)) = (facts.forwarded_host, facts.host) {
+        header(out, b"x-forwarded-host", host.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+
+    Some(Plan {
+        head_len: 0,
+        body_len,
+        upstream,
+        port,
+        close: facts.close,
+        head_request: method == "HEAD",
+        idempotent: matches!(
+            method,
+            "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" | "TRACE"
+        ),
+    })
+}
+
+fn header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The items of a comma-separated header value, trimmed.
+fn tokens(value: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
+    value.split(|&b| b == b',').map(<[u8]>::trim_ascii)
+}
+
+/// Whether the request's `Connection` header names `name` (so it is of this hop).
+fn listed_in_connection(req: &httparse::Request<'_, '_>, name: &str) -> bool {
+    req.headers.iter().any(|h| {
+        h.name.eq_ignore_ascii_case("connection")
+            && tokens(h.value).any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
+    })
+}
+
+/// The values of the daemon's cookie in the request.
+fn cookies<'a>(req: &'a httparse::Request<'_, '_>) -> impl Iterator<Item = &'a str> {
+    req.headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("cookie"))
+        .filter_map(|h| std::str::from_utf8(h.value).ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| {
+            let (k, v) = c.trim().split_once('=')?;
+            (k == auth::COOKIE).then_some(v)
+        })
+}
+
+/// How the upstream answered, or why it did not.
+enum Exchange {
+    /// No connection could be made: the general path answers (502 page).
+    Refused,
+    Failed(ApiError),
+    Answered(ResponseHead),
+}
+
+/// Sends the request (in `out`) and reads the answer's head into `ubuf`,
+/// once more on a new connection when a kept one turns out closed.
+async fn exchange(
+    app: &App,
+    up: &mut Option<Upstream>,
+    plan: &Plan,
+    out: &[u8],
+    ubuf: &mut BytesMut,
+) -> Exchange {
+    let limit = app.proxy.upstream_timeout;
+    loop {
+        let reused = up.is_some();
+        let u = match up {
+            Some(u) => u,
+            None => {
+                let connected =
+                    tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(plan.upstream)).await;
+                let Ok(Ok(stream)) = connected else {
+                    return Exchange::Refused;
+                };
+                let _ = stream.set_nodelay(true);
+                up.insert(Upstream {
+                    stream,
+                    addr: plan.upstream,
+                })
+            }
+        };
+        ubuf.clear();
+        let sent = async {
+            u.stream.write_all(out).await?;
+            read_response_head(&mut u.stream, ubuf, plan.head_request).await
+        };
+        let failed = |message: String| {
+            Exchange::Failed(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "upstream_failed",
+                message,
+            ))
+        };
+        let port = plan.port;
+        match tokio::time::timeout(limit, sent).await {
+            Ok(Ok(Some(head))) => return Exchange::Answered(head),
+            Ok(Err(e)) if e.kind() == io::ErrorKind::InvalidData => {
+                tracing::debug!(error = %e, port, "upstream answer refused");
+                return failed(format!("the server on port {port} answered with {e}"));
+            }
+            Ok(_) if reused && plan.idempotent && ubuf.is_empty() => {
+                // The app closed the kept connection as the request went out.
+                *up = None;
+            }
+            Ok(_) => {
+                return failed(format!(
+                    "the server on port {port} closed the connection without an answer"
+                ))
+            }
+            Err(_) => {
+                return Exchange::Failed(ApiError::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "upstream_timeout",
+                    format!(
+                        "the server on port {port} did not answer within {}s",
+                        limit.as_secs()
+                    ),
+                ))
+            }
+        }
+    }
+}
+
+/// An upstream answer's head, already rewritten for the client.
+struct ResponseHead {
+    /// Its length in the upstream buffer.
+    len: usize,
+    /// The head as the client gets it.
+    head: Vec<u8>,
+    body: ResponseBody,
+    /// The upstream connection may serve another request after this one.
+    keep_alive: bool,
+}
+
+/// How an answer's body ends (RFC 9112, 6.3).
+enum ResponseBody {
+    Empty,
+    Length(u64),
+    /// Passed on as it comes, its chunks followed to find the end.
+    Chunked(Chunked),
+    /// Ends when the upstream closes; passed on in chunks of our own.
+    UntilClose,
+}
+
+/// Reads an answer's head into `ubuf`, skipping interim (1xx) answers as
+/// hyper does. `None`: the upstream closed before sending anything.
+async fn read_response_head(
+    stream: &mut TcpStream,
+    ubuf: &mut BytesMut,
+    head_request: bool,
+) -> io::Result<Option<ResponseHead>> {
+    let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_owned());
+    loop {
+        if !ubuf.is_empty() {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut resp = httparse::Response::new(&mut headers);
+            match resp.parse(ubuf) {
+                Ok(httparse::Status::Complete(len)) => {
+                    let code = resp.code.unwrap_or(0);
+                    if (100..200).contains(&code) && code != 101 {
+                        ubuf.advance(len);
+                        continue;
+                    }
+                    return rewrite_response(&resp, len, head_request).map(Some);
+                }
+                Ok(httparse::Status::Partial) if ubuf.len() <= MAX_HEAD => {}
+                Ok(httparse::Status::Partial) => return Err(invalid("a head over 64 KiB")),
+                Err(_) => return Err(invalid("a head that is not HTTP/1")),
+            }
+        }
+        if ubuf.capacity() - ubuf.len() < 1024 {
+            ubuf.reserve(CHUNK);
+        }
+        if stream.read_buf(ubuf).await? == 0 {
+            if ubuf.is_empty() {
+                return Ok(None);
+            }
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+}
+
+/// The client's head for an answer: hop-by-hop headers removed, and the
+/// body's framing as the lane passes it on.
+fn rewrite_response(
+    resp: &httparse::Response<'_, '_>,
+    len: usize,
+    head_request: bool,
+) -> io::Result<ResponseHead> {
+    let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_owned());
+    let code = resp.code.unwrap_or(0);
+    if code == 101 {
+        return Err(invalid("a switch of protocols it was not asked for"));
+    }
+    let http11 = resp.version == Some(1);
+    let mut keep_alive = http11;
+    let mut length: Option<u64> = None;
+    let mut codings: Option<&[u8]> = None;
+    for h in resp.headers.iter() {
+        if h.name.eq_ignore_ascii_case("connection") {
+            for t in tokens(h.value) {
+                if t.eq_ignore_ascii_case(b"close") {
+                    keep_alive = false;
+                } else if t.eq_ignore_ascii_case(b"keep-alive") && !http11 {
+                    keep_alive = true;
+                }
+            }
+        } else if h.name.eq_ignore_ascii_case("content-length") {
+            for item in tokens(h.value) {
+                let n = std::str::from_utf8(item)
+                    .ok()
+                    .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .ok_or_else(|| invalid("a Content-Length that is no number"))?;
+                if length.is_some_and(|l| l != n) {
+                    return Err(invalid("differing Content-Length values"));
+                }
+                length = Some(n);
+            }
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            codings = Some(h.value);
+        }
+    }
+    let chunked = codings.is_some_and(|c| {
+        tokens(c)
+            .next_back()
+            .is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"))
+    });
+    let body = if head_request || code == 204 || code == 304 {
+        ResponseBody::Empty
+    } else if chunked {
+        ResponseBody::Chunked(Chunked::Start)
+    } else if codings.is_some() {
+        ResponseBody::UntilClose
+    } else {
+        match length {
+            Some(0) => ResponseBody::Empty,
+            Some(n) => ResponseBody::Length(n),
+            None => ResponseBody::UntilClose,
+        }
+    };
+    if matches!(body, ResponseBody::UntilClose) {
+        keep_alive = false;
+    }
+
+    let mut head = Vec::with_capacity(len + 64);
+    head.extend_from_slice(b"HTTP/1.1 ");
+    head.extend_from_slice(code.to_string().as_bytes());
+    head.push(b' ');
+    head.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
+    head.extend_from_slice(b"\r\n");
+    let listed = |name: &str| {
+        resp.headers.iter().any(|h| {
+            h.name.eq_ignore_ascii_case("connection")
+                && tokens(h.value).any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
+        })
+    };
+    for h in resp.headers.iter() {
+        let name = h.name;
+        let te = name.eq_ignore_ascii_case("transfer-encoding");
+        if (hop_by_hop(name) && !te) || listed(name) {
+            continue;
+        }
+        match body {
+            // Chunks are passed on as they are, under the upstream's codings.
+            ResponseBody::Chunked(_) if name.eq_ignore_ascii_case("content-length") => continue,
+            // Chunked by the lane: its own Transfer-Encoding follows.
+            ResponseBody::UntilClose if te || name.eq_ignore_ascii_case("content-length") => {
+                continue
+            }
+            _ => {}
+        }
+        header(&mut head, name.as_bytes(), h.value);
+    }
+    if let ResponseBody::UntilClose = body {
+        match codings {
+            Some(c) => header(&mut head, b"transfer-encoding", &[c, b", chunked"].concat()),
+            None => header(&mut head, b"transfer-encoding", b"chunked"),
+        }
+    }
+    Ok(ResponseHead {
+        len,
+        head,
+        body,
+        keep_alive,
+    })
+}
+
+enum Relayed {
+    /// The answer reached the client whole.
+    Done,
+    /// The client or the upstream went away mid-answer: the client's
+    /// connection ends, so a cut body never looks whole.
+    ClientGone,
+}
+
+/// Passes an answer on: its head, then its body as it arrives.
+async fn relay(
+    client: &mut TcpStream,
+    up: &mut Option<Upstream>,
+    head: ResponseHead,
+    plan: &Plan,
+    ubuf: &mut BytesMut,
+    out: &mut Vec<u8>,
+) -> Relayed {
+    let Some(u) = up.as_mut() else {
+        return Relayed::ClientGone;
+    };
+    ubuf.advance(head.len);
+    out.clear();
+    out.extend_from_slice(&head.head);
+    if plan.close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    let mut body = head.body;
+    let mut done = matches!(body, ResponseBody::Empty);
+    let mut clean = true;
+    loop {
+        // How much of what was read belongs to the body; the rest ends
+        // the upstream connection's use.
+        let take = match &mut body {
+            ResponseBody::Empty => 0,
+            ResponseBody::Length(left) => {
+                let n = (*left).min(ubuf.len() as u64);
+                *left -= n;
+                done = *left == 0;
+                n as usize
+            }
+            ResponseBody::Chunked(c) => match c.advance(ubuf) {
+                Ok((n, end)) => {
+                    done = end;
+                    n
+                }
+                Err(_) => {
+                    tracing::debug!(port = plan.port, "upstream sent a bad chunk");
+                    *up = None;
+                    return Relayed::ClientGone;
+                }
+            },
+            ResponseBody::UntilClose => {
+                if !ubuf.is_empty() {
+                    out.extend_from_slice(format!("{:x}\r\n", ubuf.len()).as_bytes());
+                    out.extend_from_slice(ubuf);
+                    out.extend_from_slice(b"\r\n");
+                }
+                0
+            }
+        };
+        clean &= take == ubuf.len() || matches!(body, ResponseBody::UntilClose);
+        // The head goes with the first bytes of the body in one write;
+        // after it, the body goes straight from the upstream's buffer.
+        let written = if out.is_empty() {
+            client.write_all(&ubuf[..take]).await
+        } else {
+            out.extend_from_slice(&ubuf[..take]);
+            client.write_all(out).await
+        };
+        if written.is_err() {
+            *up = None;
+            return Relayed::ClientGone;
+        }
+        out.clear();
+        ubuf.clear();
+        if done {
+            break;
+        }
+        if ubuf.capacity() < CHUNK {
+            ubuf.reserve(CHUNK);
+        }
+        match u.stream.read_buf(ubuf).await {
+            Ok(0) if matches!(body, ResponseBody::UntilClose) => {
+                out.extend_from_slice(b"0\r\n\r\n");
+                done = true;
+            }
+            Ok(0) | Err(_) => {
+                tracing::debug!(port = plan.port, "upstream closed mid-body");
+                *up = None;
+                return Relayed::ClientGone;
+            }
+            Ok(_) => {}
+        }
+    }
+    if !(clean && head.keep_alive) {
+        *up = None;
+    }
+    Relayed::Done
+}
+
+/// The contract's error body, as the general path writes it.
+async fn write_error(client: &mut TcpStream, e: &ApiError, close: bool) -> io::Result<()> {
+    let body = e.body().to_string();
+    let reason = e.status.canonical_reason().unwrap_or("");
+    let conn = if close { "connection: close\r\n" } else { "" };
+    let msg = format!(
+        "HTTP/1.1 {} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{conn}\r\n{body}",
+        e.status.as_u16(),
+        body.len()
+    );
+    client.write_all(msg.as_bytes()).await
+}
