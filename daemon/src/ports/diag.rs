@@ -91,32 +91,51 @@ pub fn parse(mut buf: &[u8], out: &mut Vec<Listener>) -> std::io::Result<bool> {
     Ok(false)
 }
 
-/// Every listening TCP socket of the network namespace, IPv4 and IPv6.
-pub fn listeners() -> std::io::Result<Vec<Listener>> {
-    let fd = socket::socket(
-        AddressFamily::Netlink,
-        SockType::Datagram,
-        SockFlag::SOCK_CLOEXEC,
-        SockProtocol::NetlinkSockDiag,
-    )?;
-    let kernel = NetlinkAddr::new(0, 0);
-    let mut out = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    for (seq, family) in [(1, AF_INET), (2, AF_INET6)] {
-        socket::sendto(
-            fd.as_raw_fd(),
-            &request(family, seq),
-            &kernel,
-            MsgFlags::empty(),
+/// A sock_diag socket, kept open with its receive buffer between reads:
+/// the detector reads four times a second, for as long as the daemon runs.
+pub struct Diag {
+    fd: std::os::fd::OwnedFd,
+    buf: Vec<u8>,
+    seq: u32,
+}
+
+impl Diag {
+    pub fn open() -> std::io::Result<Diag> {
+        let fd = socket::socket(
+            AddressFamily::Netlink,
+            SockType::Datagram,
+            SockFlag::SOCK_CLOEXEC,
+            SockProtocol::NetlinkSockDiag,
         )?;
-        loop {
-            let n = socket::recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty())?;
-            if n == 0 || parse(&buf[..n], &mut out)? {
-                break;
+        Ok(Diag {
+            fd,
+            buf: vec![0u8; 64 * 1024],
+            seq: 0,
+        })
+    }
+
+    /// Every listening TCP socket of the network namespace, IPv4 and IPv6.
+    /// After an error the socket may hold the rest of a dump: drop it.
+    pub fn listeners(&mut self) -> std::io::Result<Vec<Listener>> {
+        let kernel = NetlinkAddr::new(0, 0);
+        let mut out = Vec::new();
+        for family in [AF_INET, AF_INET6] {
+            self.seq = self.seq.wrapping_add(1);
+            socket::sendto(
+                self.fd.as_raw_fd(),
+                &request(family, self.seq),
+                &kernel,
+                MsgFlags::empty(),
+            )?;
+            loop {
+                let n = socket::recv(self.fd.as_raw_fd(), &mut self.buf, MsgFlags::empty())?;
+                if n == 0 || parse(&self.buf[..n], &mut out)? {
+                    break;
+                }
             }
         }
+        Ok(out)
     }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -161,7 +180,13 @@ mod tests {
     fn agrees_with_proc() {
         let l = std::net::TcpListener::bind("[::1]:0").unwrap();
         let port = l.local_addr().unwrap().port();
-        let found = listeners().unwrap();
+        let mut diag = Diag::open().unwrap();
+        let found = diag.listeners().unwrap();
+        assert_eq!(
+            diag.listeners().unwrap(),
+            found,
+            "the kept socket reads again"
+        );
         let s = found.iter().find(|s| s.port == port).expect("our listener");
         let text = std::fs::read_to_string("/proc/net/tcp6").unwrap();
         let p = super::super::procnet::parse(&text);

@@ -315,15 +315,30 @@ struct Scanner {
     owners: HashMap<u64, Option<(u32, Option<String>)>>,
     /// Set once netlink failed: `/proc` from then on.
     fallback: bool,
+    diag: Option<diag::Diag>,
 }
 
 impl Scanner {
     /// The listening sockets; looks up owners only for inodes not seen before.
     fn scan(&mut self) -> std::io::Result<BTreeMap<u16, Listening>> {
+        let sockets = self.read()?;
+        self.resolve(sockets)
+    }
+
+    /// The listening sockets, without their owners: a netlink exchange (or
+    /// two small files), quick enough for a runtime worker.
+    fn read(&mut self) -> std::io::Result<Vec<procnet::Listener>> {
         let sockets = if self.fallback {
             self.read_proc()?
         } else {
-            match diag::listeners() {
+            let read = match self.diag.as_mut() {
+                Some(d) => d.listeners(),
+                None => diag::Diag::open().and_then(|d| self.diag.insert(d).listeners()),
+            };
+            if read.is_err() {
+                self.diag = None;
+            }
+            match read {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::warn!(error = %e, "netlink sock_diag refused; reading /proc/net/tcp instead");
@@ -332,7 +347,13 @@ impl Scanner {
                 }
             }
         };
-        self.resolve(sockets)
+        Ok(sockets)
+    }
+
+    /// Whether every socket's owner is known already, so [`Self::resolve`]
+    /// reads nothing under `/proc`.
+    fn knows_all(&self, sockets: &[procnet::Listener]) -> bool {
+        sockets.iter().all(|s| self.owners.contains_key(&s.inode))
     }
 
     fn read_proc(&self) -> std::io::Result<Vec<procnet::Listener>> {
@@ -422,17 +443,26 @@ pub fn spawn_detector(ports: Arc<Ports>, tracker: &TaskTracker, cancel: Cancella
                     _ = tick.tick() => {}
                 }
                 let mut s = scanner.take().expect("scanner is returned each round");
-                let (s, result) = match tokio::task::spawn_blocking(move || {
-                    let r = s.scan();
-                    (s, r)
-                })
-                .await
-                {
-                    Ok(v) => v,
-                    Err(e) => {
-                        tracing::error!(error = %e, "port scan panicked");
-                        return;
+                // Most rounds find the same sockets and are done here; only
+                // new owners send the scanner to read /proc on a blocking thread.
+                let (s, result) = match s.read() {
+                    Ok(sockets) if s.knows_all(&sockets) => {
+                        let r = s.resolve(sockets);
+                        (s, r)
                     }
+                    Ok(sockets) => match tokio::task::spawn_blocking(move || {
+                        let r = s.resolve(sockets);
+                        (s, r)
+                    })
+                    .await
+                    {
+                        Ok(v) => v,
+                        Err(e) => {
+                            tracing::error!(error = %e, "port scan panicked");
+                            return;
+                        }
+                    },
+                    Err(e) => (s, Err(e)),
                 };
                 ports.degraded.store(
                     s.fallback || result.is_err(),
