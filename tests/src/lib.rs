@@ -203,6 +203,10 @@ impl Builder {
             workspace,
             state,
             http: reqwest::Client::new(),
+            fresh: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .expect("an HTTP client"),
         }
     }
 }
@@ -216,6 +220,12 @@ pub struct TestDaemon {
     pub workspace: tempfile::TempDir,
     pub state: tempfile::TempDir,
     pub http: reqwest::Client,
+    /// A client that opens a new connection for every request. The daemon
+    /// serves a connection's plain proxied requests in the proxy's fast lane
+    /// until one needs the general path, which then keeps the connection:
+    /// proxied requests from `fresh` take the lane, those from `http` after
+    /// an API call usually the general path.
+    pub fresh: reqwest::Client,
 }
 
 impl TestDaemon {

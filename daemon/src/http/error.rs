@@ -85,14 +85,18 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The whole response body: `{"error": {...}}` and any fields beside it.
+    pub fn document(&self) -> Value {
+        let mut body = self.extra.clone();
+        body.insert("error".into(), self.body());
+        Value::Object(body)
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = self.extra;
-        body.insert(
-            "error".into(),
-            json!({"code": self.code, "message": self.message}),
-        );
-        let mut resp = (self.status, axum::Json(Value::Object(body))).into_response();
+        let mut resp = (self.status, axum::Json(self.document())).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

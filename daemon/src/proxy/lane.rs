@@ -217,7 +217,9 @@ fn plan_head(
     for h in req.headers.iter() {
         let name = h.name;
         if name.eq_ignore_ascii_case("host") {
-            facts.host = Some(std::str::from_utf8(h.value).ok()?);
+            // The first, as the general path reads it.
+            let host = std::str::from_utf8(h.value).ok()?;
+            facts.host.get_or_insert(host);
         } else if name.eq_ignore_ascii_case("authorization") {
             facts.bearer = std::str::from_utf8(h.value)
                 .ok()
@@ -730,7 +732,7 @@ async fn relay(
 
 /// The contract's error body, as the general path writes it.
 async fn write_error(client: &mut TcpStream, e: &ApiError, close: bool) -> io::Result<()> {
-    let body = e.body().to_string();
+    let body = e.document().to_string();
     let reason = e.status.canonical_reason().unwrap_or("");
     let conn = if close { "connection: close\r\n" } else { "" };
     let msg = format!(
@@ -739,4 +741,111 @@ async fn write_error(client: &mut TcpStream, e: &ApiError, close: bool) -> io::R
         body.len()
     );
     client.write_all(msg.as_bytes()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The client's head and body framing for an upstream answer.
+    fn rewritten(answer: &str, head_request: bool) -> (String, ResponseBody, bool) {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut headers);
+        let httparse::Status::Complete(len) = resp.parse(answer.as_bytes()).unwrap() else {
+            panic!("partial: {answer:?}");
+        };
+        let r = rewrite_response(&resp, len, head_request).unwrap();
+        assert_eq!(r.len, len);
+        (String::from_utf8(r.head).unwrap(), r.body, r.keep_alive)
+    }
+
+    #[test]
+    fn answers_keep_their_headers_and_lose_those_of_the_hop() {
+        let (head, body, keep) = rewritten(
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nSet-Cookie: a=b\r\n\r\n",
+            false,
+        );
+        assert_eq!(
+            head,
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nSet-Cookie: a=b\r\n"
+        );
+        assert!(matches!(body, ResponseBody::Length(5)));
+        assert!(keep);
+    }
+
+    #[test]
+    fn each_framing_of_an_answer_is_followed() {
+        let (head, body, keep) = rewritten(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n",
+            false,
+        );
+        assert_eq!(head, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n");
+        assert!(matches!(body, ResponseBody::Chunked(Chunked::Start)));
+        assert!(keep);
+
+        // No length: the lane chunks it, and the upstream connection ends.
+        let (head, body, keep) = rewritten("HTTP/1.0 200 OK\r\nServer: x\r\n\r\n", false);
+        assert_eq!(
+            head,
+            "HTTP/1.1 200 OK\r\nServer: x\r\ntransfer-encoding: chunked\r\n"
+        );
+        assert!(matches!(body, ResponseBody::UntilClose));
+        assert!(!keep);
+        let (head, _, _) = rewritten("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", false);
+        assert_eq!(
+            head,
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n"
+        );
+
+        // No body, whatever the headers say.
+        for (answer, head_request) in [
+            ("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true),
+            ("HTTP/1.1 204 No Content\r\n\r\n", false),
+            (
+                "HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n",
+                false,
+            ),
+            ("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false),
+        ] {
+            let (_, body, keep) = rewritten(answer, head_request);
+            assert!(matches!(body, ResponseBody::Empty), "{answer}");
+            assert!(keep, "{answer}");
+        }
+
+        // HTTP/1.0 keeps the connection only when it says so; 1.1 unless it says not.
+        assert!(
+            rewritten(
+                "HTTP/1.0 200 OK\r\nContent-Length: 1\r\nConnection: keep-alive\r\n\r\n",
+                false
+            )
+            .2
+        );
+        assert!(!rewritten("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", false).2);
+        assert!(
+            !rewritten(
+                "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nConnection: close\r\n\r\n",
+                false
+            )
+            .2
+        );
+    }
+
+    #[test]
+    fn answers_the_lane_cannot_pass_on_are_refused() {
+        for answer in [
+            "HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 0x10\r\n\r\n",
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
+        ] {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut resp = httparse::Response::new(&mut headers);
+            let httparse::Status::Complete(len) = resp.parse(answer.as_bytes()).unwrap() else {
+                panic!("partial");
+            };
+            let e = rewrite_response(&resp, len, false).err().expect(answer);
+            assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{answer}");
+        }
+    }
 }

@@ -166,34 +166,39 @@ async fn the_app_never_sees_the_daemons_credential() {
         .unwrap();
 
     // Header, query (with an upgrade-free API call the query is ignored, so
-    // the header authorizes), cookie.
-    let r = d
-        .http
-        .get(d.url(&format!("/proxy/{p}/rec?access_token={TOKEN}&keep=1")))
-        .bearer_auth(TOKEN)
-        .header("cookie", format!("a=1; workspaced_session={TOKEN}; b=2"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let r = d
-        .http
-        .get(d.url(&format!("/proxy/{p}/rec?x=1")))
-        .bearer_auth(&owner_jwt)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    // The session cookie authorizes; the app's own Authorization passes.
-    let r = d
-        .http
-        .get(d.url(&format!("/proxy/{p}/rec?y=1")))
-        .header("cookie", format!("workspaced_session={TOKEN}"))
-        .header("authorization", "Bearer the-apps-own-token")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    // the header authorizes), cookie; on a connection the general path
+    // keeps (`/rec`), and on new ones, which the fast lane takes (`/lane`).
+    for (client, path) in [(&d.http, "rec"), (&d.fresh, "lane")] {
+        let r = client
+            .get(d.url(&format!("/proxy/{p}/{path}?access_token={TOKEN}&keep=1")))
+            .bearer_auth(TOKEN)
+            .header("cookie", format!("a=1; workspaced_session={TOKEN}; b=2"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let r = client
+            .get(d.url(&format!("/proxy/{p}/{path}?x=1")))
+            .bearer_auth(&owner_jwt)
+            .header("cookie", format!("a=1; workspaced_session={TOKEN}"))
+            .header("cookie", "b=2")
+            .header("x-forwarded-for", "203.0.113.7")
+            .header("connection", "x-hop")
+            .header("x-hop", "secret of the hop")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        // The session cookie authorizes; the app's own Authorization passes.
+        let r = client
+            .get(d.url(&format!("/proxy/{p}/{path}?y=1")))
+            .header("cookie", format!("workspaced_session={TOKEN}"))
+            .header("authorization", "Bearer the-apps-own-token")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
     // A page load with access_token: 303 without it, with the session cookie.
     let r = no_redirect
         .get(d.url(&format!("/proxy/{p}/rec?access_token={TOKEN}&z=2")))
@@ -271,12 +276,34 @@ async fn the_app_never_sees_the_daemons_credential() {
             assert!(!all.contains(secret), "the app saw {secret}: {all}");
         }
     }
-    assert_eq!(seen[0].target, "/rec?keep=1");
-    assert_eq!(seen[0].header("cookie"), Some("a=1; b=2"));
-    assert_eq!(
-        seen[2].header("authorization"),
-        Some("Bearer the-apps-own-token")
-    );
+    let lane = app.seen_at("/lane");
+    assert_eq!(lane.len(), 3, "{lane:#?}");
+    for (path, seen) in [("/rec", &seen), ("/lane", &lane)] {
+        for s in &seen[..3] {
+            let all = format!("{} {:?}", s.target, s.headers);
+            for secret in [
+                TOKEN,
+                owner_jwt.as_str(),
+                "workspaced_session",
+                "access_token",
+            ] {
+                assert!(!all.contains(secret), "the app saw {secret}: {all}");
+            }
+        }
+        assert_eq!(seen[0].target, format!("{path}?keep=1"));
+        assert_eq!(seen[0].header("cookie"), Some("a=1; b=2"));
+        assert_eq!(seen[1].header("cookie"), Some("a=1; b=2"));
+        assert_eq!(
+            seen[1].header("x-forwarded-for"),
+            Some("203.0.113.7, 127.0.0.1")
+        );
+        assert_eq!(seen[1].header("x-hop"), None, "{path}");
+        assert_eq!(seen[1].header("connection"), None, "{path}");
+        assert_eq!(
+            seen[2].header("authorization"),
+            Some("Bearer the-apps-own-token")
+        );
+    }
 }
 
 #[tokio::test]
@@ -286,8 +313,10 @@ async fn visibility_decides_who_gets_in() {
     wait_listening(&d, app.port()).await;
     let p = app.port();
     let member = jwt("member", "ws-test", 600);
-    let get = |cred: Option<&str>, page: bool| {
-        let mut r = d.http.get(d.url(&format!("/proxy/{p}/v")));
+    // Each check runs on a kept connection and on a new one (see `fresh`).
+    let clients = [&d.http, &d.fresh];
+    let get = |client: &reqwest::Client, cred: Option<&str>, page: bool| {
+        let mut r = client.get(d.url(&format!("/proxy/{p}/v")));
         if let Some(c) = cred {
             r = r.bearer_auth(c);
         }
@@ -298,61 +327,61 @@ async fn visibility_decides_who_gets_in() {
     };
 
     // Private by default: the owner only.
-    assert_eq!(get(Some(TOKEN), false).await.status(), 200);
-    assert_eq!(
-        get(Some(&jwt("owner", "ws-test", 600)), false)
-            .await
-            .status(),
-        200
-    );
-    let r = get(Some(&member), false).await;
-    assert_eq!(r.status(), 403);
-    assert_eq!(
-        r.json::<Value>().await.unwrap()["error"]["code"],
-        "forbidden"
-    );
-    let r = get(None, false).await;
-    assert_eq!(r.status(), 401);
-    assert_eq!(r.headers()["www-authenticate"], "Bearer");
-    for (cred, status) in [(None, 401), (Some(member.as_str()), 403)] {
-        let r = get(cred, true).await;
-        assert_eq!(r.status(), status);
-        assert!(r.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/html"));
-        assert!(!r.text().await.unwrap().contains("hello from the app"));
+    for c in clients {
+        assert_eq!(get(c, Some(TOKEN), false).await.status(), 200);
+        let owner = jwt("owner", "ws-test", 600);
+        assert_eq!(get(c, Some(&owner), false).await.status(), 200);
+        let r = get(c, Some(&member), false).await;
+        assert_eq!(r.status(), 403);
+        assert_eq!(
+            r.json::<Value>().await.unwrap()["error"]["code"],
+            "forbidden"
+        );
+        let r = get(c, None, false).await;
+        assert_eq!(r.status(), 401);
+        assert_eq!(r.headers()["www-authenticate"], "Bearer");
+        for (cred, status) in [(None, 401), (Some(member.as_str()), 403)] {
+            let r = get(c, cred, true).await;
+            assert_eq!(r.status(), status);
+            assert!(r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html"));
+            assert!(!r.text().await.unwrap().contains("hello from the app"));
+        }
     }
     let before = app.seen_at("/v").len();
 
     assert_eq!(set_visibility(&d, p, "internal").await.status(), 200);
-    assert_eq!(get(Some(&member), false).await.status(), 200);
-    assert_eq!(get(Some(TOKEN), false).await.status(), 200);
-    assert_eq!(get(None, false).await.status(), 401);
-    assert_eq!(
-        get(Some(&jwt("member", "other-ws", 600)), false)
-            .await
-            .status(),
-        401
-    );
+    for c in clients {
+        assert_eq!(get(c, Some(&member), false).await.status(), 200);
+        assert_eq!(get(c, Some(TOKEN), false).await.status(), 200);
+        assert_eq!(get(c, None, false).await.status(), 401);
+        let elsewhere = jwt("member", "other-ws", 600);
+        assert_eq!(get(c, Some(&elsewhere), false).await.status(), 401);
+    }
 
     assert_eq!(set_visibility(&d, p, "public").await.status(), 200);
-    assert_eq!(get(None, false).await.status(), 200);
-    assert_eq!(get(Some("a-bad-credential"), false).await.status(), 200);
+    for c in clients {
+        assert_eq!(get(c, None, false).await.status(), 200);
+        assert_eq!(get(c, Some("a-bad-credential"), false).await.status(), 200);
+    }
 
     assert_eq!(set_visibility(&d, p, "none").await.status(), 200);
-    let r = get(Some(TOKEN), false).await;
-    assert_eq!(r.status(), 502);
-    assert_eq!(
-        r.json::<Value>().await.unwrap()["error"]["code"],
-        "port_not_available"
-    );
-    let r = get(Some(TOKEN), true).await;
-    assert_eq!(r.status(), 502);
-    assert!(r.text().await.unwrap().contains("not available"));
+    for c in clients {
+        let r = get(c, Some(TOKEN), false).await;
+        assert_eq!(r.status(), 502);
+        assert_eq!(
+            r.json::<Value>().await.unwrap()["error"]["code"],
+            "port_not_available"
+        );
+        let r = get(c, Some(TOKEN), true).await;
+        assert_eq!(r.status(), 502);
+        assert!(r.text().await.unwrap().contains("not available"));
+    }
     assert_eq!(
         app.seen_at("/v").len(),
-        before + 4,
+        before + 8,
         "refused requests never reached the app"
     );
 }
@@ -654,46 +683,46 @@ async fn an_upstream_that_hangs_is_504_and_one_that_breaks_is_502() {
     wait_listening(&d, mid).await;
     wait_listening(&d, early).await;
 
-    let started = std::time::Instant::now();
-    let r = d
-        .http
-        .get(d.url(&format!("/proxy/{hang}/")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 504);
-    assert_eq!(
-        r.json::<Value>().await.unwrap()["error"]["code"],
-        "upstream_timeout"
-    );
-    assert!(started.elapsed() < Duration::from_secs(8));
+    // On a kept connection and on new ones (see `fresh`).
+    for c in [&d.http, &d.fresh] {
+        let started = std::time::Instant::now();
+        let r = c
+            .get(d.url(&format!("/proxy/{hang}/")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 504);
+        assert_eq!(
+            r.json::<Value>().await.unwrap()["error"]["code"],
+            "upstream_timeout"
+        );
+        assert!(started.elapsed() < Duration::from_secs(8));
 
-    let r = d
-        .http
-        .get(d.url(&format!("/proxy/{mid}/")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    assert!(
-        r.bytes().await.is_err(),
-        "a body cut short is an error, not a short success"
-    );
+        let r = c
+            .get(d.url(&format!("/proxy/{mid}/")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(
+            r.bytes().await.is_err(),
+            "a body cut short is an error, not a short success"
+        );
 
-    // The daemon goes on serving.
-    let r = d.http.get(d.url("/healthz")).send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    let r = d
-        .http
-        .get(d.url(&format!("/proxy/{early}/")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 502, "closed without an answer");
-    assert_eq!(
-        r.json::<Value>().await.unwrap()["error"]["code"],
-        "upstream_failed"
-    );
+        // The daemon goes on serving.
+        let r = c.get(d.url("/healthz")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let r = c
+            .get(d.url(&format!("/proxy/{early}/")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 502, "closed without an answer");
+        assert_eq!(
+            r.json::<Value>().await.unwrap()["error"]["code"],
+            "upstream_failed"
+        );
+    }
 }
 
 /// The daemon's resident memory in KiB.
@@ -907,6 +936,8 @@ async fn answers_without_a_length_head_answers_and_interim_answers_keep_the_conn
                     .await;
                 let _ = s.write_all(b"the end").await;
                 return;
+            } else if head.starts_with("get /garbage ") {
+                b"SPDY/9 200 OK\r\n\r\n"
             } else if head.starts_with("head ") {
                 b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n"
             } else {
@@ -944,5 +975,14 @@ async fn answers_without_a_length_head_answers_and_interim_answers_keep_the_conn
             "interim answer skipped: {head}"
         );
         assert!(head.contains("x-after-hints: 1"), "{head}");
+
+        // An answer that is not HTTP is the app's failure, told as such.
+        s.write_all(send("GET", "/garbage").as_bytes())
+            .await
+            .unwrap();
+        let (head, body) = response(&mut s).await;
+        assert!(head.starts_with("http/1.1 502"), "{head}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["error"]["code"], "upstream_failed", "{body}");
     }
 }
