@@ -94,13 +94,16 @@ wait_for "http://127.0.0.1:$UP/1k.bin"
 wait_for "http://127.0.0.1:$NG/1k.bin"
 wait_for "http://127.0.0.1:$WD/proxy/$UP/1k.bin"
 
-run_wrk() { # name url
+# wrk's latency in microseconds.
+us() { python3 -c "import re,sys; v,u=re.fullmatch(r'([0-9.]+)(us|ms|s)', sys.argv[1]).groups(); print(float(v)*{'us':1,'ms':1e3,'s':1e6}[u])" "$1"; }
+run_wrk() { # name url; leaves RPS and P99 (us) for the ratios
   local out; out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "$2")
-  local rps p50 p99
-  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  local p50 p99
+  RPS=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1=="50%" {print $2}' <<<"$out")
   p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-  echo "| $1 | $rps | $p50 | $p99 |"
+  P99=$(us "$p99")
+  echo "| $1 | $RPS | $p50 | $p99 |"
 }
 
 echo "### Ports and proxy: $(date -u +%Y-%m-%d), $(nproc) cores, wrk -t$THREADS -c$CONNS -d$DURATION, GET of 1 KiB, nginx proxy with $WORKERS workers"
@@ -109,11 +112,16 @@ if [ -z "${SKIP_WRK:-}" ]; then
 echo "| path | requests/s | p50 | p99 |"
 echo "| --- | ---: | ---: | ---: |"
 run_wrk "direct to nginx" "http://127.0.0.1:$UP/1k.bin"
-# Alternated twice, so a neighbour's load falls on both.
-for round in 1 2; do
+# Alternated, so a neighbour's load falls on both; ratios per round.
+ratios=()
+for round in $(seq "${ROUNDS:-3}"); do
   run_wrk "nginx reverse proxy ($round)" "http://127.0.0.1:$NG/1k.bin"
+  n_rps=$RPS; n_p99=$P99
   run_wrk "workspaced, path form ($round)" "http://127.0.0.1:$WD/proxy/$UP/1k.bin"
+  ratios+=("$(python3 -c "print(f'round $round: requests/s {$RPS/$n_rps:.2f}x nginx, p99 {$P99/$n_p99:.2f}x nginx')")")
 done
+echo
+printf '%s.\n' "${ratios[@]}"
 echo
 fi
 [ -n "${PROXY_ONLY:-}" ] && exit 0
