@@ -207,7 +207,7 @@ pub async fn run(
         declared,
         events.clone(),
     ));
-    ports::spawn_detector(ports.clone(), &tracker, cancel.clone());
+    ports::spawn_detector(ports.clone(), activity.clone(), &tracker, cancel.clone());
     let proxy = Proxy::new(config.upstream_timeout, tracker.clone(), cancel.clone());
     let app = Arc::new(App {
         auth: Authenticator::new(

@@ -31,8 +31,14 @@ use crate::config::Visibility;
 use crate::events::{Event, EventBus};
 use devfile::Endpoint;
 
-/// How often the tables are read.
-pub const POLL: Duration = Duration::from_millis(250);
+/// How often the tables are read while the workspace is in use.
+pub const POLL: Duration = Duration::from_millis(300);
+/// How often while nobody uses the workspace: each read walks the kernel's
+/// listening hash in cold caches, about a millisecond here, so a quiet
+/// workspace reads less often, and still finds a server within a second.
+pub const POLL_QUIET: Duration = Duration::from_millis(750);
+/// Without activity for this long, the workspace is quiet.
+pub const QUIET_AFTER: Duration = Duration::from_secs(60);
 
 /// A port as the API shows it (PROTOCOL.md `Port`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -419,11 +425,17 @@ impl Scanner {
 /// daemon serves, so what listened at start is listed from the first
 /// request and announces no `port_opened`.
 ///
-/// The polls run on a thread of their own. A round that finds the sockets
+/// The polls run on a thread of their own, every [`POLL`] while the
+/// workspace is in use and every [`POLL_QUIET`] when it is quiet. A round that finds the sockets
 /// of the round before (nearly all of them) ends there, without waking the
 /// runtime: four wake-ups a second through the runtime's timer cost the
 /// idle daemon about 1% of a core here, mostly in cold caches.
-pub fn spawn_detector(ports: Arc<Ports>, tracker: &TaskTracker, cancel: CancellationToken) {
+pub fn spawn_detector(
+    ports: Arc<Ports>,
+    activity: crate::activity::Activity,
+    tracker: &TaskTracker,
+    cancel: CancellationToken,
+) {
     let mut scanner = Scanner {
         proc_root: PathBuf::from("/proc"),
         ..Scanner::default()
@@ -446,7 +458,8 @@ pub fn spawn_detector(ports: Arc<Ports>, tracker: &TaskTracker, cancel: Cancella
             let _runtime = runtime.enter();
             let mut warned = false;
             loop {
-                std::thread::sleep(POLL);
+                let quiet = activity.last_instant().elapsed() > QUIET_AFTER;
+                std::thread::sleep(if quiet { POLL_QUIET } else { POLL });
                 if cancel.is_cancelled() {
                     return;
                 }
