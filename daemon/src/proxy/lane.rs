@@ -258,12 +258,7 @@ fn plan_head(
         Some((p, q)) => (p, Some(q)),
         None => (target, None),
     };
-    if query.is_some_and(|q| {
-        q.split('&').any(|pair| {
-            let k = pair.split_once('=').map_or(pair, |(k, _)| k);
-            k == auth::QUERY_PARAM || k == super::TICKET_PARAM
-        })
-    }) {
+    if query.is_some_and(super::carries_daemon_params) {
         return None;
     }
     let (visibility, upstream) = app.ports.target(port)?;
@@ -299,7 +294,7 @@ fn plan_head(
     let mut kept_cookies: Vec<&str> = Vec::new();
     for h in req.headers.iter() {
         let name = h.name;
-        if hop_by_hop(name) || listed_in_connection(req, name) {
+        if hop_by_hop(name) || listed_in_connection(req.headers, name) {
             continue;
         }
         if name.eq_ignore_ascii_case("authorization") && own_credential {
@@ -366,9 +361,9 @@ fn tokens(value: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
     value.split(|&b| b == b',').map(<[u8]>::trim_ascii)
 }
 
-/// Whether the request's `Connection` header names `name` (so it is of this hop).
-fn listed_in_connection(req: &httparse::Request<'_, '_>, name: &str) -> bool {
-    req.headers.iter().any(|h| {
+/// Whether a `Connection` header among `headers` names `name` (so it is of this hop).
+fn listed_in_connection(headers: &[httparse::Header<'_>], name: &str) -> bool {
+    headers.iter().any(|h| {
         h.name.eq_ignore_ascii_case("connection")
             && tokens(h.value).any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
     })
@@ -592,16 +587,10 @@ fn rewrite_response(
     head.push(b' ');
     head.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
     head.extend_from_slice(b"\r\n");
-    let listed = |name: &str| {
-        resp.headers.iter().any(|h| {
-            h.name.eq_ignore_ascii_case("connection")
-                && tokens(h.value).any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
-        })
-    };
     for h in resp.headers.iter() {
         let name = h.name;
         let te = name.eq_ignore_ascii_case("transfer-encoding");
-        if (hop_by_hop(name) && !te) || listed(name) {
+        if (hop_by_hop(name) && !te) || listed_in_connection(resp.headers, name) {
             continue;
         }
         match body {

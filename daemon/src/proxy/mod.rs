@@ -370,11 +370,7 @@ fn upstream_uri(upstream: SocketAddr, uri: &Uri, prefix: usize) -> Option<Uri> {
     let mut s = String::with_capacity(64 + uri.path().len() + uri.query().map_or(0, str::len));
     let _ = write!(s, "http://{upstream}{path}");
     if let Some(q) = uri.query() {
-        let ours = |pair: &str| {
-            let k = pair.split_once('=').map_or(pair, |(k, _)| k);
-            k == auth::QUERY_PARAM || k == TICKET_PARAM
-        };
-        let q = if q.split('&').any(ours) {
+        let q = if carries_daemon_params(q) {
             auth::strip_query_params(q, &[auth::QUERY_PARAM, TICKET_PARAM])
         } else {
             q.to_owned()
@@ -385,6 +381,14 @@ fn upstream_uri(upstream: SocketAddr, uri: &Uri, prefix: usize) -> Option<Uri> {
         }
     }
     s.parse().ok()
+}
+
+/// Whether a query carries the daemon's credential or a ticket.
+fn carries_daemon_params(query: &str) -> bool {
+    query.split('&').any(|pair| {
+        let k = pair.split_once('=').map_or(pair, |(k, _)| k);
+        k == auth::QUERY_PARAM || k == TICKET_PARAM
+    })
 }
 
 fn strip_hop_by_hop(h: &mut HeaderMap) {
