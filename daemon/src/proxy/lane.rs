@@ -319,6 +319,10 @@ fn plan_head(
     if !kept_cookies.is_empty() {
         header(out, b"cookie", kept_cookies.join("; ").as_bytes());
     }
+    if facts.host.is_none() {
+        // As hyper's client does: the app is told where it was reached.
+        header(out, b"host", upstream.to_string().as_bytes());
+    }
     let ip = peer.ip().to_string();
     match facts.forwarded_for {
         Some(prev) => {

@@ -875,6 +875,21 @@ async fn one_connection_carries_pipelined_uploads_and_daemon_routes() {
     s.write_all(anonymous.as_bytes()).await.unwrap();
     assert!(response(&mut s).await.0.starts_with("http/1.1 401"));
     assert!(app.seen_at("/four").is_empty());
+
+    // A request without Host, on either path, reaches the app with the
+    // address it was reached at.
+    let no_host =
+        format!("GET /proxy/{p}/no-host HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\n\r\n");
+    s.write_all(no_host.as_bytes()).await.unwrap();
+    assert_eq!(response(&mut s).await.1, "hello from the app");
+    let mut fresh = tokio::net::TcpStream::connect(&d.addr).await.unwrap();
+    fresh.write_all(no_host.as_bytes()).await.unwrap();
+    assert_eq!(response(&mut fresh).await.1, "hello from the app");
+    let seen = app.seen_at("/no-host");
+    assert_eq!(seen.len(), 2);
+    for r in &seen {
+        assert_eq!(r.header("host"), Some(format!("127.0.0.1:{p}").as_str()));
+    }
 }
 
 #[tokio::test]
