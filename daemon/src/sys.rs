@@ -47,14 +47,3 @@ pub fn kill_with_parent(cmd: &mut tokio::process::Command) {
         });
     }
 }
-
-/// Gives the calling thread the lowest priority (nice 19; on Linux the nice
-/// value is a thread's), so its work waits for a free moment rather than
-/// delaying others'. No privilege is needed to lower a priority.
-pub fn lowest_priority_for_this_thread() -> std::io::Result<()> {
-    // SAFETY: setpriority takes plain integers; `who` 0 is the caller.
-    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}

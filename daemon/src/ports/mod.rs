@@ -456,11 +456,6 @@ pub fn spawn_detector(
             let _span = span.enter();
             // Probes are tasks: spawned from here onto the daemon's runtime.
             let _runtime = runtime.enter();
-            // A read is a millisecond or two of kernel time: under load it
-            // waits for a free moment instead of delaying a request.
-            if let Err(e) = crate::sys::lowest_priority_for_this_thread() {
-                tracing::debug!(error = %e, "the port detector keeps its priority");
-            }
             let mut warned = false;
             loop {
                 let quiet = activity.last_instant().elapsed() > QUIET_AFTER;
