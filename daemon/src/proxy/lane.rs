@@ -10,7 +10,7 @@
 //! path (hyper and the router) then answers it as it always has, together
 //! with the rest of the connection.
 
-use std::io;
+use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -77,6 +77,8 @@ struct Plan {
     body_len: usize,
     upstream: SocketAddr,
     port: u16,
+    /// The request counts as proxy activity (idle detection).
+    counts: bool,
     /// The client asked to close after this answer.
     close: bool,
     head_request: bool,
@@ -116,6 +118,9 @@ pub async fn serve(
                 Ok(_) => {}
             }
         };
+        if plan.counts {
+            app.activity.touch(ActivitySource::Proxy);
+        }
         let total = plan.head_len + plan.body_len;
         while buf.len() < total {
             buf.reserve(total - buf.len());
@@ -132,20 +137,16 @@ pub async fn serve(
         {
             up = None;
         }
-        let answer = match exchange(app, &mut up, &plan, &out, &mut ubuf).await {
+        let keep = match exchange(app, &mut up, &plan, &out, &mut ubuf).await {
             Exchange::Refused => return Outcome::Handoff(client, buf),
-            Exchange::Failed(e) => Err(e),
-            Exchange::Answered(head) => Ok(head),
-        };
-        let keep = match answer {
-            Err(e) => {
+            Exchange::Failed(e) => {
                 up = None;
                 write_error(&mut client, &e, plan.close).await.is_ok()
             }
-            Ok(head) => match relay(&mut client, &mut up, head, &plan, &mut ubuf, &mut out).await {
-                Relayed::Done => true,
-                Relayed::ClientGone => false,
-            },
+            Exchange::Answered(head) => {
+                let relayed = relay(&mut client, &mut up, head, &plan, &mut ubuf, &mut out);
+                matches!(relayed.await, Relayed::Done)
+            }
         };
         buf.advance(total);
         if !keep || plan.close || stop.is_cancelled() {
@@ -174,11 +175,8 @@ fn plan(app: &App, buf: &[u8], peer: SocketAddr, out: &mut Vec<u8>) -> Parsed {
         Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => return Parsed::Partial,
         _ => return Parsed::Handoff,
     };
-    match plan_head(app, &req, peer, out) {
-        Some(mut p) => {
-            p.head_len = head_len;
-            Parsed::Serve(p)
-        }
+    match plan_head(app, &req, head_len, peer, out) {
+        Some(p) => Parsed::Serve(p),
         None => Parsed::Handoff,
     }
 }
@@ -198,6 +196,7 @@ struct Facts<'a> {
 fn plan_head(
     app: &App,
     req: &httparse::Request<'_, '_>,
+    head_len: usize,
     peer: SocketAddr,
     out: &mut Vec<u8>,
 ) -> Option<Plan> {
@@ -273,9 +272,6 @@ fn plan_head(
             true
         }
     };
-    if counts {
-        app.activity.touch(ActivitySource::Proxy);
-    }
 
     out.clear();
     out.extend_from_slice(method.as_bytes());
@@ -323,14 +319,13 @@ fn plan_head(
         // As hyper's client does: the app is told where it was reached.
         header(out, b"host", upstream.to_string().as_bytes());
     }
-    let ip = peer.ip().to_string();
-    match facts.forwarded_for {
-        Some(prev) => {
-            let v = [prev, b", ", ip.as_bytes()].concat();
-            header(out, b"x-forwarded-for", &v);
-        }
-        None => header(out, b"x-forwarded-for", ip.as_bytes()),
+    // Written in place: no string for the address on every request.
+    out.extend_from_slice(b"x-forwarded-for: ");
+    if let Some(prev) = facts.forwarded_for {
+        out.extend_from_slice(prev);
+        out.extend_from_slice(b", ");
     }
+    let _ = write!(out, "{}\r\n", peer.ip());
     if !facts.forwarded_proto {
         header(out, b"x-forwarded-proto", b"http");
     }
@@ -340,10 +335,11 @@ fn plan_head(
     out.extend_from_slice(b"\r\n");
 
     Some(Plan {
-        head_len: 0,
+        head_len,
         body_len,
         upstream,
         port,
+        counts,
         close: facts.close,
         head_request: method == "HEAD",
         idempotent: matches!(
@@ -586,9 +582,7 @@ fn rewrite_response(
     }
 
     let mut head = Vec::with_capacity(len + 64);
-    head.extend_from_slice(b"HTTP/1.1 ");
-    head.extend_from_slice(code.to_string().as_bytes());
-    head.push(b' ');
+    let _ = write!(head, "HTTP/1.1 {code} ");
     head.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
     head.extend_from_slice(b"\r\n");
     for h in resp.headers.iter() {
