@@ -463,23 +463,21 @@ pub fn spawn_detector(
                 if cancel.is_cancelled() {
                     return;
                 }
-                let result = match scanner.read() {
-                    Ok(mut sockets) => {
-                        sockets.sort();
-                        if sockets == last {
-                            ports.degraded.store(scanner.fallback, Ordering::Relaxed);
-                            continue;
-                        }
-                        last.clone_from(&sockets);
-                        scanner.resolve(sockets)
+                // `None`: the sockets of the round before.
+                let result = scanner.read().and_then(|mut sockets| {
+                    sockets.sort();
+                    if sockets == last {
+                        return Ok(None);
                     }
-                    Err(e) => Err(e),
-                };
+                    last.clone_from(&sockets);
+                    scanner.resolve(sockets).map(Some)
+                });
                 ports
                     .degraded
                     .store(scanner.fallback || result.is_err(), Ordering::Relaxed);
                 match result {
-                    Ok(now) => spawn_probes(&ports, &tracker, &cancel, ports.update(now)),
+                    Ok(None) => {}
+                    Ok(Some(now)) => spawn_probes(&ports, &tracker, &cancel, ports.update(now)),
                     Err(e) if !warned => {
                         warned = true;
                         tracing::warn!(error = %e, "cannot read the socket tables; ports are not detected");
