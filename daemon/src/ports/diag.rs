@@ -29,14 +29,20 @@ const IPPROTO_TCP: u8 = 6;
 /// `struct inet_diag_msg`.
 const DIAG_MSG_LEN: usize = 72;
 
-/// One dump request for a family: `nlmsghdr` + `inet_diag_req_v2`.
-fn request(family: u8, seq: u32) -> Vec<u8> {
-    let mut b = Vec::with_capacity(72);
-    b.extend_from_slice(&72u32.to_ne_bytes());
-    b.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+/// The `nlmsghdr` of a dump request of `len` bytes in all.
+fn dump_header(len: u32, kind: u16, seq: u32) -> Vec<u8> {
+    let mut b = Vec::with_capacity(len as usize);
+    b.extend_from_slice(&len.to_ne_bytes());
+    b.extend_from_slice(&kind.to_ne_bytes());
     b.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
     b.extend_from_slice(&seq.to_ne_bytes());
     b.extend_from_slice(&0u32.to_ne_bytes());
+    b
+}
+
+/// One dump request for a family: `nlmsghdr` + `inet_diag_req_v2`.
+fn request(family: u8, seq: u32) -> Vec<u8> {
+    let mut b = dump_header(72, SOCK_DIAG_BY_FAMILY, seq);
     b.extend_from_slice(&[family, IPPROTO_TCP, 0, 0]);
     b.extend_from_slice(&(1u32 << TCP_LISTEN).to_ne_bytes());
     b.resize(72, 0); // inet_diag_sockid: all wildcards
@@ -45,12 +51,7 @@ fn request(family: u8, seq: u32) -> Vec<u8> {
 
 /// One dump request for both families: `nlmsghdr` + `inet_diag_req`.
 fn request_both(seq: u32) -> Vec<u8> {
-    let mut b = Vec::with_capacity(76);
-    b.extend_from_slice(&76u32.to_ne_bytes());
-    b.extend_from_slice(&TCPDIAG_GETSOCK.to_ne_bytes());
-    b.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
-    b.extend_from_slice(&seq.to_ne_bytes());
-    b.extend_from_slice(&0u32.to_ne_bytes());
+    let mut b = dump_header(76, TCPDIAG_GETSOCK, seq);
     b.extend_from_slice(&[AF_INET, 0, 0, 0]);
     b.resize(16 + 4 + 48, 0); // inet_diag_sockid: all wildcards
     b.extend_from_slice(&(1u32 << TCP_LISTEN).to_ne_bytes());
