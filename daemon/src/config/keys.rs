@@ -108,6 +108,18 @@ pub const KEYS: &[Key] = &[
         kind: Kind::Table,
         flag: false,
     },
+    key("container_name", Kind::Str),
+    key("allowed_origins", Kind::StrList),
+    key("session_ttl", Kind::Duration),
+    key("header_timeout", Kind::Duration),
+    key("idle_connection_timeout", Kind::Duration),
+    key(
+        "max_connections",
+        Kind::Int {
+            min: 1,
+            max: 1_000_000,
+        },
+    ),
 ];
 
 impl Key {

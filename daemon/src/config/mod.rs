@@ -124,6 +124,18 @@ pub struct Config {
     pub pre_stop: Option<Vec<String>>,
     pub components: Vec<ComponentConfig>,
     pub containers: BTreeMap<String, String>,
+    /// The name of the container this daemon runs in.
+    pub container_name: String,
+    /// Origins besides the daemon's own that browsers may call it from.
+    pub allowed_origins: Vec<String>,
+    /// A browser session ends this long after its last use.
+    pub session_ttl: Duration,
+    /// A connection that has not sent a whole request head by then is closed.
+    pub header_timeout: Duration,
+    /// A kept-alive connection with no request in flight this long is closed.
+    pub idle_connection_timeout: Duration,
+    /// Connections at once; past it, new ones wait in the kernel's backlog.
+    pub max_connections: usize,
     /// How long the proxy waits for an app's answer: 60 s, or the hidden
     /// `WORKSPACED_UPSTREAM_TIMEOUT` (a duration) so tests need not wait.
     pub upstream_timeout: Duration,
@@ -485,6 +497,25 @@ fn build(mut vals: BTreeMap<&'static str, Val>, sources: &Sources) -> Result<Con
         })?,
         _ => BTreeMap::new(),
     };
+    let container_name = string(take("container_name")).unwrap_or_else(|| {
+        sources
+            .env
+            .get("GL_WORKSPACE_CONTAINER")
+            .filter(|s| !s.is_empty())
+            .cloned()
+            .unwrap_or_else(|| "main".to_owned())
+    });
+    let allowed_origins = match take("allowed_origins") {
+        Some(Val::Strs(list)) => list,
+        _ => Vec::new(),
+    };
+    for o in &allowed_origins {
+        if crate::origin::normalize(o.as_bytes()).is_none() {
+            return Err(ConfigError(format!(
+                "invalid setting allowed_origins: got {o:?}, expected origins such as \"https://gitlab.example.com\" (scheme, host and an optional port, nothing else)"
+            )));
+        }
+    }
     let ignore_ports = match take("ignore_ports") {
         Some(Val::Ports(p)) => p,
         _ => Vec::new(),
@@ -525,6 +556,13 @@ fn build(mut vals: BTreeMap<&'static str, Val>, sources: &Sources) -> Result<Con
         pre_stop,
         components,
         containers,
+        container_name,
+        allowed_origins,
+        session_ttl: dur(take("session_ttl")).unwrap_or(Duration::from_secs(12 * 3600)),
+        header_timeout: dur(take("header_timeout")).unwrap_or(Duration::from_secs(30)),
+        idle_connection_timeout: dur(take("idle_connection_timeout"))
+            .unwrap_or(Duration::from_secs(5 * 60)),
+        max_connections: int(take("max_connections"), 4096) as usize,
         upstream_timeout: sources
             .env
             .get("WORKSPACED_UPSTREAM_TIMEOUT")
