@@ -7,5 +7,6 @@ pub mod clone;
 pub mod devfile;
 pub mod inject;
 pub mod install;
+pub mod platform;
 pub mod render;
 pub mod yaml;
