@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::devfile::Finding;
+use devfile::Finding;
 
 /// CPU in millicores and memory in bytes, as Kubernetes quantities.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -582,52 +582,38 @@ impl Default for Timeouts {
     }
 }
 
-pub const ATTR_IDLE_TIMEOUT: &str = "workspaced/idle-timeout";
-pub const ATTR_MAX_ACTIVE: &str = "workspaced/max-active";
-
 /// A duration as the daemon reads it: a humantime string or whole seconds.
-pub fn parse_duration(v: &Value) -> Option<Duration> {
-    match v {
-        Value::Number(n) => n.as_u64().map(Duration::from_secs),
-        Value::String(s) => {
-            let s = s.trim();
-            if let Ok(n) = s.parse::<u64>() {
-                return Some(Duration::from_secs(n));
-            }
-            humantime::parse_duration(s).ok()
-        }
-        _ => None,
-    }
-}
+pub use devfile::model::parse_duration;
 
 /// The devfile's `workspaced/*` attributes: well formed, and only shortening
 /// the platform's timeouts (a zero idle timeout is "never", the longest).
 pub fn check_timeout_attributes(devfile: &Value, platform: Timeouts) -> Vec<Finding> {
+    let asks = match devfile::model::timeouts(devfile) {
+        Ok(asks) => asks,
+        Err(findings) => return findings,
+    };
     let mut findings = Vec::new();
-    let attrs = devfile.get("attributes");
-    for (attr, limit, label) in [
-        (ATTR_IDLE_TIMEOUT, platform.idle, "idle timeout"),
-        (ATTR_MAX_ACTIVE, platform.max_active, "maximum active time"),
+    for (attr, asked, limit, label) in [
+        (
+            devfile::model::ATTR_IDLE_TIMEOUT,
+            asks.idle_timeout,
+            platform.idle,
+            "idle timeout",
+        ),
+        (
+            devfile::model::ATTR_MAX_ACTIVE,
+            asks.max_active,
+            platform.max_active,
+            "maximum active time",
+        ),
     ] {
-        let Some(v) = attrs.and_then(|a| a.get(attr)) else {
+        let Some(d) = asked else {
             continue;
         };
-        let path = format!("attributes.{attr}");
-        let Some(d) = parse_duration(v) else {
-            findings.push(Finding {
-                path,
-                message: "is not a duration; allowed: a duration such as \"10m\" or \"1h30m\", or whole seconds".into(),
-            });
-            continue;
-        };
-        let longer = if limit.is_zero() {
-            false
-        } else {
-            d.is_zero() || d > limit
-        };
+        let longer = !limit.is_zero() && (d.is_zero() || d > limit);
         if longer {
             findings.push(Finding {
-                path,
+                path: format!("attributes.{attr}"),
                 message: format!(
                     "asks for {}, longer than the platform's {label} of {}; a devfile may only shorten it",
                     if d.is_zero() { "no limit".to_owned() } else { humantime::format_duration(d).to_string() },
@@ -672,31 +658,27 @@ impl Visibility {
 /// Endpoints of the user's devfile whose explicit `exposure` asks for more
 /// than the cap, each named by its path.
 pub fn check_exposure(devfile: &Value, cap: Visibility) -> Vec<Finding> {
-    let mut findings = Vec::new();
-    let components = devfile.get("components").and_then(Value::as_array);
-    for (i, c) in components.into_iter().flatten().enumerate() {
-        let endpoints = c.pointer("/container/endpoints").and_then(Value::as_array);
-        for (j, e) in endpoints.into_iter().flatten().enumerate() {
-            let Some(exposure) = e.get("exposure").and_then(Value::as_str) else {
-                continue;
+    let (endpoints, _) = devfile::model::endpoints(devfile);
+    endpoints
+        .iter()
+        .filter_map(|e| {
+            let asked = match e.exposure? {
+                devfile::model::Exposure::None => Visibility::None,
+                devfile::model::Exposure::Internal => Visibility::Internal,
+                devfile::model::Exposure::Public => Visibility::Public,
             };
-            let Some(asked) = Visibility::parse(exposure) else {
-                continue; // the schema says what is wrong with it
-            };
-            if asked > cap {
-                let name = e.get("name").and_then(Value::as_str).unwrap_or("?");
-                findings.push(Finding {
-                    path: format!("components[{i}].container.endpoints[{j}]"),
-                    message: format!(
-                        "endpoint {name:?} asks for exposure {exposure}, above this workspace's maximum visibility {}; allowed: {}",
-                        cap.as_str(),
-                        allowed_exposures(cap)
-                    ),
-                });
-            }
-        }
-    }
-    findings
+            (asked > cap).then(|| Finding {
+                path: e.path.clone(),
+                message: format!(
+                    "endpoint {:?} asks for exposure {}, above this workspace's maximum visibility {}; allowed: {}",
+                    e.name,
+                    asked.as_str(),
+                    cap.as_str(),
+                    allowed_exposures(cap)
+                ),
+            })
+        })
+        .collect()
 }
 
 fn allowed_exposures(cap: Visibility) -> &'static str {
