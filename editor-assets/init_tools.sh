@@ -10,7 +10,8 @@
 # (a name in editor-profiles/) or GL_EDITOR_PROFILE_FILE (any profile file),
 # GL_PROJECT_NAME, GL_WORKSPACED_CONTAINERS ("name=url,name=url"),
 # GL_VSCODE_EXTENSION_MARKETPLACE_{SERVICE_URL,ITEM_URL,RESOURCE_URL_TEMPLATE},
-# GL_FILE_VARIABLES_DIR (the mounted file variables), GL_INIT_TOOLS_TIMEOUT.
+# GL_FILE_VARIABLES_DIR (the mounted file variables), GL_INIT_TOOLS_TIMEOUT,
+# GL_WORKSPACE_IDLE_WEBHOOK (on_idle posts there; `render --idle-webhook`).
 set -eu
 
 mode=foreground
@@ -33,6 +34,7 @@ done
 : "${GL_EDITOR_DATA_DIR:=$PROJECTS_ROOT/.gl-editor}"
 : "${GL_INIT_TOOLS_TIMEOUT:=60}"
 : "${GL_WORKSPACED_CONTAINERS:=}"
+: "${GL_WORKSPACE_IDLE_WEBHOOK:=}"
 
 mkdir -p "$GL_WORKSPACE_LOGS_DIR"
 startup_log="$GL_WORKSPACE_LOGS_DIR/start-up.log"
@@ -115,6 +117,9 @@ config() {
   echo "logs_dir = $(toml_str "$GL_WORKSPACE_LOGS_DIR")"
   if [ -f "$token_file" ]; then
     echo "token_file = $(toml_str "$token_file")"
+  fi
+  if [ -n "$GL_WORKSPACE_IDLE_WEBHOOK" ]; then
+    echo "on_idle = { webhook = $(toml_str "$GL_WORKSPACE_IDLE_WEBHOOK") }"
   fi
   echo
   echo "[[components]]"

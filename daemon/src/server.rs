@@ -183,10 +183,18 @@ pub async fn run(
     // A devfile whose endpoints cannot be read costs the declared ports,
     // not the workspace: the daemon warns and serves.
     let declared = match &config.devfile_text {
-        Some(text) => ports::devfile::endpoints(text).unwrap_or_else(|e| {
-            tracing::warn!(error = format!("{e:#}"), "devfile endpoints ignored");
-            Vec::new()
-        }),
+        Some(text) => match ports::devfile::endpoints(text) {
+            Ok((endpoints, warnings)) => {
+                for w in warnings {
+                    tracing::warn!(problem = %w, "devfile endpoint ignored");
+                }
+                endpoints
+            }
+            Err(e) => {
+                tracing::warn!(error = format!("{e:#}"), "devfile endpoints ignored");
+                Vec::new()
+            }
+        },
         None => Vec::new(),
     };
     let ports = Arc::new(Ports::new(

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
-use crate::{clone, devfile, inject, install, render, yaml};
+use crate::{clone, devfile, inject, install, platform, render, yaml};
 
 /// Exit code for bad usage (sysexits EX_USAGE).
 pub const EXIT_USAGE: u8 = 64;
@@ -68,32 +68,116 @@ pub enum Command {
     },
     /// Check an installed tools dir against its manifest.
     Verify { dir: PathBuf },
-    /// Print the Kubernetes objects or the DevWorkspace for a devfile.
-    Render {
-        file: PathBuf,
-        /// Workspace name (a DNS label).
-        #[arg(long, value_parser = dns_label)]
-        name: String,
-        /// Namespace of the objects (a DNS label).
-        #[arg(long, value_parser = dns_label)]
-        namespace: String,
-        #[arg(long, value_enum, default_value = "kubernetes")]
-        format: Format,
-        /// DNS zone of the workspaces proxy: ports are `<port>-<name>.<zone>`.
-        #[arg(long, default_value = "workspaces.localdev.me")]
-        dns_zone: String,
-        /// Namespace of the workspaces proxy, the only ingress allowed.
-        #[arg(long, default_value = "gitlab-workspaces")]
-        proxy_namespace: String,
-        #[command(flatten)]
-        inject: InjectArgs,
-    },
+    /// Print the Kubernetes objects or the DevWorkspace for a devfile, or
+    /// the DevWorkspace Operator's configuration.
+    Render(Box<RenderArgs>),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RenderArgs {
+    /// The devfile (not needed for `--format operator-config`).
+    file: Option<PathBuf>,
+    /// Workspace name (a DNS label; not needed for `--format operator-config`).
+    #[arg(long, value_parser = dns_label)]
+    name: Option<String>,
+    /// Namespace of the objects (a DNS label).
+    #[arg(long, value_parser = dns_label)]
+    namespace: String,
+    #[arg(long, value_enum, default_value = "kubernetes")]
+    format: Format,
+    /// DNS zone of the workspaces proxy: ports are `<port>-<name>.<zone>`.
+    #[arg(long, default_value = "workspaces.localdev.me")]
+    dns_zone: String,
+    /// Namespace of the workspaces proxy, the only ingress allowed.
+    #[arg(long, default_value = "gitlab-workspaces")]
+    proxy_namespace: String,
+    #[command(flatten)]
+    inject: InjectArgs,
+    #[command(flatten)]
+    platform: PlatformArgs,
+    /// The workspace's class: small, medium, large, xlarge, or one of --classes.
+    #[arg(long, default_value = "small")]
+    class: String,
+    /// A YAML file of classes: name -> {container: {requests, limits}, max, storage}.
+    #[arg(long)]
+    classes: Option<PathBuf>,
+    /// The data volume's current size: a re-render never shrinks it.
+    #[arg(long)]
+    min_storage: Option<String>,
+    /// A JSON file of variables: [{"key","value","type":"env|file","source":"user|group|project"}].
+    #[arg(long)]
+    variables: Option<PathBuf>,
+    /// Where the daemon POSTs when the workspace goes idle (http:// or https://).
+    #[arg(long, value_parser = webhook_url)]
+    idle_webhook: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum Format {
     Kubernetes,
     Devworkspace,
+    OperatorConfig,
+}
+
+/// The platform's levels that a devfile may only stay within.
+#[derive(Debug, clap::Args)]
+pub struct PlatformArgs {
+    /// The platform's idle timeout (0 turns inactivity detection off).
+    #[arg(long, default_value = "30m", value_parser = duration)]
+    pub idle_timeout: std::time::Duration,
+    /// The longest a workspace runs, active or not.
+    #[arg(long, default_value = "36h", value_parser = positive_duration)]
+    pub max_active: std::time::Duration,
+    /// The most any port may be opened to: none, private, internal, public.
+    #[arg(long, default_value = "public", value_parser = visibility)]
+    pub max_visibility: platform::Visibility,
+}
+
+impl PlatformArgs {
+    fn timeouts(&self) -> platform::Timeouts {
+        platform::Timeouts {
+            idle: self.idle_timeout,
+            max_active: self.max_active,
+        }
+    }
+
+    /// What the platform refuses in a devfile besides the rules.
+    fn findings(&self, devfile: &serde_json::Value) -> Vec<devfile::Finding> {
+        let mut f = platform::check_timeout_attributes(devfile, self.timeouts());
+        f.extend(platform::check_exposure(devfile, self.max_visibility));
+        f
+    }
+}
+
+fn duration(s: &str) -> Result<std::time::Duration, String> {
+    platform::parse_duration(&serde_json::Value::String(s.into()))
+        .ok_or_else(|| "must be a duration such as 30m, 1h30m or whole seconds".into())
+}
+
+fn positive_duration(s: &str) -> Result<std::time::Duration, String> {
+    duration(s).and_then(|d| {
+        if d.is_zero() {
+            Err("must be longer than 0".into())
+        } else {
+            Ok(d)
+        }
+    })
+}
+
+fn visibility(s: &str) -> Result<platform::Visibility, String> {
+    platform::Visibility::parse(s).ok_or_else(|| "must be none, private, internal or public".into())
+}
+
+fn webhook_url(s: &str) -> Result<String, String> {
+    let ok = (s.starts_with("http://") || s.starts_with("https://"))
+        && !s.contains(char::is_whitespace)
+        && s.split_once("://")
+            .is_some_and(|(_, rest)| !rest.is_empty());
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err("must be an http:// or https:// URL".into())
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -146,6 +230,8 @@ pub enum DevfileCommand {
         /// Accept full devfile 2.x, validated against its declared schema.
         #[arg(long)]
         relaxed: bool,
+        #[command(flatten)]
+        platform: PlatformArgs,
     },
     /// Print the devfile with the editor, the daemon and the tools injected.
     Inject {
@@ -205,14 +291,22 @@ fn usage_line(text: &str) -> String {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Devfile { command } => match command {
-            DevfileCommand::Check { file, relaxed } => {
+            DevfileCommand::Check {
+                file,
+                relaxed,
+                platform,
+            } => {
                 let mode = if relaxed {
                     devfile::Mode::Relaxed
                 } else {
                     devfile::Mode::Gitlab
                 };
                 let findings = match devfile::read(&file)? {
-                    Ok(value) => devfile::check(&value, mode),
+                    Ok(value) => {
+                        let mut f = devfile::check(&value, mode);
+                        f.extend(platform.findings(&value));
+                        f
+                    }
                     Err(findings) => findings,
                 };
                 report(&file, &findings)
@@ -311,40 +405,125 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Render {
-            file,
-            name,
-            namespace,
-            format,
-            dns_zone,
-            proxy_namespace,
-            inject,
-        } => {
+        Command::Render(args) => {
+            let RenderArgs {
+                file,
+                name,
+                namespace,
+                format,
+                dns_zone,
+                proxy_namespace,
+                inject,
+                platform: levels,
+                class,
+                classes,
+                min_storage,
+                variables,
+                idle_webhook,
+            } = *args;
+            let class = match find_class(&class, classes.as_deref())? {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            if let Some(min) = &min_storage {
+                if platform::parse_memory(min).is_none() {
+                    eprintln!("error: invalid value {min:?} for '--min-storage': must be a size such as 20Gi (see --help)");
+                    return Ok(ExitCode::from(EXIT_USAGE));
+                }
+            }
+            if let Format::OperatorConfig = format {
+                print!(
+                    "{}",
+                    yaml::to_string(&render::operator_config(
+                        &namespace,
+                        &class,
+                        levels.timeouts()
+                    ))
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            let (Some(file), Some(name)) = (file, name) else {
+                eprintln!(
+                    "error: the devfile and --name are required for this format (see --help)"
+                );
+                return Ok(ExitCode::from(EXIT_USAGE));
+            };
             let value = match checked(&file)? {
                 Ok(v) => v,
                 Err(code) => return Ok(code),
             };
+            let findings = levels.findings(&value);
+            if !findings.is_empty() {
+                return report(&file, &findings);
+            }
+            let mut vars = match variables {
+                None => platform::Variables::default(),
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("read the variables file {}", path.display()))?;
+                    match platform::parse_variables(&text) {
+                        Ok(v) => v,
+                        Err(why) => {
+                            eprintln!("{}: {why}", path.display());
+                            return Ok(ExitCode::FAILURE);
+                        }
+                    }
+                }
+            };
+            platform::ensure_token(&mut vars)?;
             let opts = render::Options {
                 name,
                 namespace,
                 dns_zone,
                 proxy_namespace,
                 inject: inject.options(),
+                class,
+                min_storage,
+                variables: vars,
+                timeouts: levels.timeouts(),
+                idle_webhook,
+                max_visibility: levels.max_visibility,
             };
-            match format {
-                Format::Kubernetes => {
-                    print!(
-                        "{}",
-                        yaml::to_multi_doc(&render::kubernetes(&value, &opts)?)
-                    )
-                }
-                Format::Devworkspace => {
-                    print!("{}", yaml::to_string(&render::devworkspace(&value, &opts)?))
-                }
-            }
+            // operator-config was answered above.
+            let docs = match format {
+                Format::Devworkspace => render::devworkspace(&value, &opts)?,
+                Format::Kubernetes | Format::OperatorConfig => render::kubernetes(&value, &opts)?,
+            };
+            print!("{}", yaml::to_multi_doc(&docs));
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The named class from the `--classes` file or the built-ins; an unknown
+/// name is bad usage.
+fn find_class(
+    name: &str,
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<Result<platform::Class, ExitCode>> {
+    let mut classes = Vec::new();
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("read the classes file {}", path.display()))?;
+        match platform::parse_classes(&text) {
+            Ok(c) => classes = c,
+            Err(why) => {
+                eprintln!("{}: {why}", path.display());
+                return Ok(Err(ExitCode::FAILURE));
+            }
+        }
+    }
+    classes.extend(platform::builtin_classes());
+    if let Some(c) = classes.iter().find(|c| c.name == name) {
+        return Ok(Ok(c.clone()));
+    }
+    let mut names: Vec<&str> = classes.iter().map(|c| c.name.as_str()).collect();
+    names.dedup();
+    eprintln!(
+        "error: invalid value {name:?} for '--class': allowed: {} (see --help)",
+        names.join(", ")
+    );
+    Ok(Err(ExitCode::from(EXIT_USAGE)))
 }
 
 /// Reads and checks a devfile in GitLab mode; on findings, prints them and

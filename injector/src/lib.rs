@@ -4,8 +4,11 @@
 pub mod assets;
 pub mod cli;
 pub mod clone;
-pub mod devfile;
 pub mod inject;
 pub mod install;
+pub mod platform;
 pub mod render;
-pub mod yaml;
+
+/// The devfile crate, under the paths the injector has always had.
+pub use devfile;
+pub use devfile::yaml;

@@ -8,11 +8,12 @@ use std::collections::BTreeMap;
 use anyhow::Context as _;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, ExecAction,
-    HTTPGetAction, Lifecycle, LifecycleHandler, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-    PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SecretVolumeSource, SecurityContext, Service, ServiceAccount,
-    ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvFromSource, EnvVar,
+    ExecAction, HTTPGetAction, Lifecycle, LifecycleHandler, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, ResourceRequirements, Secret, SecretEnvSource, SecretVolumeSource,
+    SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicySpec,
@@ -20,9 +21,11 @@ use k8s_openapi::api::networking::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8s_openapi::ByteString;
 use serde_json::{json, Value};
 
 use crate::inject::{self, DATA_VOLUME, FILE_VARIABLES_DIR, WORKSPACED_PORT};
+use crate::platform::{self, Class, Timeouts, Variables, Visibility};
 
 /// The annotation the workspaces proxy reads to route `<port>-<name>.<zone>`.
 pub const HOST_TEMPLATE_ANNOTATION: &str = "workspaces.gitlab.com/host-template";
@@ -39,6 +42,15 @@ pub struct Options {
     pub dns_zone: String,
     pub proxy_namespace: String,
     pub inject: inject::Options,
+    /// The workspace's class: container defaults, the pod's maximum, storage.
+    pub class: Class,
+    /// Never render the data volume smaller than this (its current size).
+    pub min_storage: Option<String>,
+    /// The workspace's variables, `workspaced_token` included.
+    pub variables: Variables,
+    pub timeouts: Timeouts,
+    pub idle_webhook: Option<String>,
+    pub max_visibility: Visibility,
 }
 
 impl Options {
@@ -70,6 +82,62 @@ fn meta(opts: &Options, name: String) -> ObjectMeta {
         labels: Some(labels(opts)),
         ..Default::default()
     }
+}
+
+fn env_secret_name(opts: &Options) -> String {
+    format!("{}-env", opts.name)
+}
+
+fn file_secret_name(opts: &Options) -> String {
+    format!("{}-file", opts.name)
+}
+
+/// The two Secrets that hold the workspace's variables (their only place).
+fn secrets(opts: &Options, devworkspace: bool) -> Vec<Secret> {
+    [
+        (env_secret_name(opts), &opts.variables.env, "env"),
+        (file_secret_name(opts), &opts.variables.file, "file"),
+    ]
+    .into_iter()
+    .map(|(name, vars, mount_as)| {
+        let mut metadata = meta(opts, name);
+        if devworkspace {
+            // The DevWorkspace Operator mounts these into the workspace's
+            // containers itself (one namespace per workspace).
+            let labels = metadata.labels.get_or_insert_with(BTreeMap::new);
+            labels.insert(
+                "controller.devfile.io/mount-to-devworkspace".into(),
+                "true".into(),
+            );
+            labels.insert("controller.devfile.io/watch-secret".into(), "true".into());
+            let mut ann = BTreeMap::from([(
+                "controller.devfile.io/mount-as".into(),
+                mount_as.to_string(),
+            )]);
+            if mount_as == "file" {
+                ann.insert(
+                    "controller.devfile.io/mount-path".into(),
+                    FILE_VARIABLES_DIR.into(),
+                );
+                ann.insert(
+                    "controller.devfile.io/mount-access-mode".into(),
+                    "0440".into(),
+                );
+            }
+            metadata.annotations = Some(ann);
+        }
+        Secret {
+            metadata,
+            type_: Some("Opaque".into()),
+            data: Some(
+                vars.iter()
+                    .map(|(k, v)| (k.clone(), ByteString(v.as_bytes().to_vec())))
+                    .collect(),
+            ),
+            ..Default::default()
+        }
+    })
+    .collect()
 }
 
 fn str_list(v: Option<&Value>) -> Option<Vec<String>> {
@@ -274,8 +342,8 @@ pub fn kubernetes(devfile: &Value, opts: &Options) -> anyhow::Result<Vec<Value>>
     let mut volumes = vec![Volume {
         name: FILE_VARIABLES_VOLUME.into(),
         secret: Some(SecretVolumeSource {
-            secret_name: Some(format!("{}-file", opts.name)),
-            optional: Some(true),
+            secret_name: Some(file_secret_name(opts)),
+            optional: Some(false),
             default_mode: Some(0o440),
             items: None,
         }),
@@ -343,6 +411,17 @@ pub fn kubernetes(devfile: &Value, opts: &Options) -> anyhow::Result<Vec<Value>>
             }
             containers.push(k);
         }
+    }
+
+    let env_from = vec![EnvFromSource {
+        secret_ref: Some(SecretEnvSource {
+            name: env_secret_name(opts),
+            optional: Some(false),
+        }),
+        ..Default::default()
+    }];
+    for c in init_containers.iter_mut().chain(containers.iter_mut()) {
+        c.env_from = Some(env_from.clone());
     }
 
     let sa = ServiceAccount {
@@ -435,6 +514,9 @@ pub fn kubernetes(devfile: &Value, opts: &Options) -> anyhow::Result<Vec<Value>>
         }),
     };
     let mut out = vec![serde_json::to_value(&sa)?];
+    for secret in secrets(opts, false) {
+        out.push(serde_json::to_value(&secret)?);
+    }
     for p in &pvcs {
         out.push(serde_json::to_value(p)?);
     }
@@ -444,15 +526,72 @@ pub fn kubernetes(devfile: &Value, opts: &Options) -> anyhow::Result<Vec<Value>>
     Ok(out)
 }
 
+/// The devfile with the tools injected and the platform's decisions applied:
+/// the class's resources, the timeouts and the exposure cap.
 fn injected(devfile: &Value, opts: &Options) -> anyhow::Result<Value> {
     let mut inject_opts = opts.inject.clone();
     inject_opts.domain_template = Some(opts.domain_template());
-    inject::inject(devfile, &inject_opts)
+    let mut out = inject::inject(devfile, &inject_opts)?;
+    let inits = init_components(&out);
+    platform::apply_class(
+        &mut out,
+        &opts.class,
+        &inits,
+        DATA_VOLUME,
+        opts.min_storage.as_deref(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    platform::lower_default_exposure(
+        &mut out,
+        opts.max_visibility,
+        &["editor-server", "workspaced"],
+    );
+    let mut vars = vec![
+        (
+            "WORKSPACED_IDLE_TIMEOUT",
+            platform::go_duration(opts.timeouts.idle),
+        ),
+        (
+            "WORKSPACED_MAX_ACTIVE",
+            platform::go_duration(opts.timeouts.max_active),
+        ),
+        (
+            "WORKSPACED_MAX_VISIBILITY",
+            opts.max_visibility.as_str().to_owned(),
+        ),
+    ];
+    if let Some(url) = &opts.idle_webhook {
+        vars.push(("GL_WORKSPACE_IDLE_WEBHOOK", url.clone()));
+    }
+    let main = out["components"]
+        .as_array_mut()
+        .and_then(|list| {
+            list.iter_mut()
+                .find(|c| c.pointer("/attributes/gl~1inject-editor") == Some(&Value::Bool(true)))
+        })
+        .and_then(|c| c.pointer_mut("/container/env"))
+        .and_then(Value::as_array_mut)
+        .context("the injected devfile has no main container with env")?;
+    for (name, value) in vars {
+        main.retain(|e| e.get("name").and_then(Value::as_str) != Some(name));
+        main.push(json!({"name": name, "value": value}));
+    }
+    Ok(out)
 }
 
-/// A `workspace.devfile.io/v1alpha2` DevWorkspace whose template is the
-/// injected devfile.
-pub fn devworkspace(devfile: &Value, opts: &Options) -> anyhow::Result<Value> {
+/// The variables' Secrets (mounted by the operator) and a
+/// `workspace.devfile.io/v1alpha2` DevWorkspace whose template is the
+/// injected devfile, with per-workspace storage.
+pub fn devworkspace(devfile: &Value, opts: &Options) -> anyhow::Result<Vec<Value>> {
+    let mut out = Vec::new();
+    for secret in secrets(opts, true) {
+        out.push(serde_json::to_value(&secret)?);
+    }
+    out.push(devworkspace_object(devfile, opts)?);
+    Ok(out)
+}
+
+fn devworkspace_object(devfile: &Value, opts: &Options) -> anyhow::Result<Value> {
     let mut template = injected(devfile, opts)?;
     let t = template
         .as_object_mut()
@@ -461,6 +600,16 @@ pub fn devworkspace(devfile: &Value, opts: &Options) -> anyhow::Result<Value> {
     t.remove("metadata");
     // Variables are already substituted.
     t.remove("variables");
+    // A PVC of its own, deleted with the DevWorkspace.
+    let attributes = t
+        .entry("attributes")
+        .or_insert_with(|| json!({}))
+        .as_object_mut()
+        .context("attributes must be a mapping")?;
+    attributes.insert(
+        "controller.devfile.io/storage-type".into(),
+        json!("per-workspace"),
+    );
     Ok(json!({
         "apiVersion": "workspace.devfile.io/v1alpha2",
         "kind": "DevWorkspace",
@@ -475,4 +624,37 @@ pub fn devworkspace(devfile: &Value, opts: &Options) -> anyhow::Result<Value> {
             "template": template,
         }
     }))
+}
+
+/// The `DevWorkspaceOperatorConfig` that makes the DevWorkspace Operator
+/// behave as users expect: the idle timeout, the class's storage and
+/// container resources, and a bound on a start that makes no progress.
+pub fn operator_config(namespace: &str, class: &Class, timeouts: Timeouts) -> Value {
+    let mut workspace = json!({
+        "idleTimeout": platform::go_duration(timeouts.idle),
+        "progressTimeout": "10m",
+        "imagePullPolicy": "IfNotPresent",
+        "deploymentStrategy": "Recreate",
+        "defaultStorageSize": {"common": class.storage, "perWorkspace": class.storage},
+        "defaultContainerResources": {
+            "limits": {"cpu": class.limits.cpu, "memory": class.limits.memory},
+            "requests": {"cpu": class.requests.cpu, "memory": class.requests.memory},
+        },
+        "containerResourceCaps": {
+            "limits": {"cpu": class.max.cpu, "memory": class.max.memory},
+        },
+    });
+    if let Some(sc) = &class.storage_class {
+        workspace["storageClassName"] = json!(sc);
+    }
+    json!({
+        "apiVersion": "controller.devfile.io/v1alpha1",
+        "kind": "DevWorkspaceOperatorConfig",
+        "metadata": {
+            "name": "devworkspace-operator-config",
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/managed-by": "workspace-injector"},
+        },
+        "config": {"workspace": workspace},
+    })
 }

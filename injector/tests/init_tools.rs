@@ -167,6 +167,17 @@ fn config_has_the_editor_first_and_no_editor_auth() {
     );
     let o = w.init_tools(&["--bogus"], &[]);
     assert_eq!(o.status.code(), Some(64));
+
+    // `render --idle-webhook` reaches the daemon as its on_idle webhook.
+    assert!(cfg.get("on_idle").is_none(), "no webhook, no on_idle");
+    let cfg = w.config(&[(
+        "GL_WORKSPACE_IDLE_WEBHOOK",
+        "https://control.example.com/ws/1/idle?x=\"y\"",
+    )]);
+    assert_eq!(
+        cfg["on_idle"]["webhook"].as_str(),
+        Some("https://control.example.com/ws/1/idle?x=\"y\"")
+    );
 }
 
 fn free_port() -> u16 {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use common::{devfiles_dir, run, schema_dir, stderr, stdout, write};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use serde_json::Value;
 use workspace_injector::yaml;
@@ -156,6 +156,13 @@ fn typed_round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(doc: &Val
 }
 
 fn render(format: &str) -> String {
+    // A fixed token: without one `render` generates it, and the snapshot moves.
+    let dir = tempfile::tempdir().unwrap();
+    let vars = write(
+        dir.path(),
+        "vars.json",
+        r#"[{"key":"workspaced_token","value":"snapshot-token","type":"file","source":"project"}]"#,
+    );
     let o = run(&[
         "render",
         sample().to_str().unwrap(),
@@ -169,9 +176,20 @@ fn render(format: &str) -> String {
         IMAGE,
         "--project-url",
         "https://gitlab.example.com/g/app.git",
+        "--variables",
+        vars.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     stdout(&o)
+}
+
+/// The DevWorkspace among `render --format devworkspace`'s documents.
+fn the_devworkspace(text: &str) -> Value {
+    text.split("---\n")
+        .filter(|d| !d.trim().is_empty())
+        .map(|d| yaml::load(d).unwrap())
+        .find(|d| d["kind"] == "DevWorkspace")
+        .expect("a DevWorkspace in the output")
 }
 
 #[test]
@@ -190,6 +208,8 @@ fn kubernetes_objects_parse_back_typed() {
         kinds,
         [
             "ServiceAccount",
+            "Secret",
+            "Secret",
             "PersistentVolumeClaim",
             "NetworkPolicy",
             "Service",
@@ -205,6 +225,9 @@ fn kubernetes_objects_parse_back_typed() {
             }
             "PersistentVolumeClaim" => {
                 let _: PersistentVolumeClaim = typed_round_trip(d);
+            }
+            "Secret" => {
+                let _: Secret = typed_round_trip(d);
             }
             "NetworkPolicy" => {
                 let np: NetworkPolicy = typed_round_trip(d);
@@ -272,7 +295,7 @@ fn kubernetes_objects_parse_back_typed() {
 #[test]
 fn devworkspace_validates_against_its_schema() {
     let text = render("devworkspace");
-    let dw = yaml::load(&text).unwrap();
+    let dw = the_devworkspace(&text);
     let schema: Value = serde_json::from_str(
         &std::fs::read_to_string(schema_dir().join("dev-workspace-latest.json")).unwrap(),
     )
@@ -304,7 +327,7 @@ fn devworkspace_validates_against_its_schema() {
             "devworkspace",
         ]);
         assert!(o.status.success(), "{}: {}", f.display(), stderr(&o));
-        let dw = yaml::load(&stdout(&o)).unwrap();
+        let dw = the_devworkspace(&stdout(&o));
         let errors: Vec<String> = validator
             .iter_errors(&dw)
             .map(|e| format!("{}: {e}", e.instance_path()))

@@ -414,6 +414,17 @@ fn build(mut vals: BTreeMap<&'static str, Val>, sources: &Sources) -> Result<Con
     let devfile = string(take("devfile"))
         .map(PathBuf::from)
         .or_else(|| default_devfile(&workspace));
+    if let Some(len) = devfile
+        .as_ref()
+        .and_then(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .filter(|&len| len > devfile::MAX_DEVFILE_BYTES)
+    {
+        return Err(ConfigError(format!(
+            "invalid setting devfile: the devfile is {len} bytes; allowed: at most 3 MB ({} bytes)",
+            devfile::MAX_DEVFILE_BYTES
+        )));
+    }
     let devfile_text = match &devfile {
         Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
             ConfigError(format!(

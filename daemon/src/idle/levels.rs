@@ -5,12 +5,7 @@
 
 use std::time::Duration;
 
-use std::collections::BTreeMap;
-
-use serde_yaml_ng::Value as Yaml;
-
-pub const ATTR_IDLE_TIMEOUT: &str = "workspaced/idle-timeout";
-pub const ATTR_MAX_ACTIVE: &str = "workspaced/max-active";
+pub use devfile::model::{ATTR_IDLE_TIMEOUT, ATTR_MAX_ACTIVE};
 
 /// A timeout where `None` means "no limit" (inactivity detection off, or no
 /// `max_active`).
@@ -38,40 +33,22 @@ pub struct DevfileAsks {
     pub max_active: Option<Duration>,
 }
 
-fn parse_duration(v: &Yaml) -> Option<Duration> {
-    if let Some(n) = v.as_u64() {
-        return Some(Duration::from_secs(n));
-    }
-    let s = v.as_str()?.trim();
-    if let Ok(n) = s.parse::<u64>() {
-        return Some(Duration::from_secs(n));
-    }
-    humantime::parse_duration(s).ok()
-}
-
-/// The devfile's two attributes, from its YAML text.
+/// The devfile's two attributes, from its text, read as the injector reads
+/// it (strict YAML, `{{var}}` substituted).
 pub fn devfile_asks(text: &str) -> Result<DevfileAsks, String> {
-    /// Only the top level's attributes are the devfile's own.
-    #[derive(serde::Deserialize)]
-    struct TopLevel {
-        #[serde(default)]
-        attributes: BTreeMap<String, Yaml>,
-    }
-    let top: TopLevel =
-        serde_yaml_ng::from_str(text).map_err(|e| format!("is not valid YAML: {e}"))?;
-    let attrs = top.attributes;
-    let mut asks = DevfileAsks::default();
-    let bad = |name: &str| {
-        format!("attribute {name} is not a duration (expected e.g. \"30m\", \"1h30m\" or seconds)")
+    let join = |findings: Vec<devfile::Finding>| {
+        findings
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
     };
-    if let Some(v) = attrs.get(ATTR_IDLE_TIMEOUT) {
-        let d = parse_duration(v).ok_or_else(|| bad(ATTR_IDLE_TIMEOUT))?;
-        asks.idle_timeout = Some(timeout_limit(d));
-    }
-    if let Some(v) = attrs.get(ATTR_MAX_ACTIVE) {
-        asks.max_active = Some(parse_duration(v).ok_or_else(|| bad(ATTR_MAX_ACTIVE))?);
-    }
-    Ok(asks)
+    let value = devfile::parse(text).map_err(|f| format!("is not a valid devfile: {}", join(f)))?;
+    let t = devfile::model::timeouts(&value).map_err(join)?;
+    Ok(DevfileAsks {
+        idle_timeout: t.idle_timeout.map(timeout_limit),
+        max_active: t.max_active,
+    })
 }
 
 /// Applies the devfile's asks under the platform's limits: the result, or a

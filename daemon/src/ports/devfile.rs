@@ -1,8 +1,6 @@
 //! Devfile endpoints (`components[].container.endpoints[]`): the ports a
 //! workspace declares, with their names and exposure. Pure parsing.
 
-use serde::Deserialize;
-
 use crate::config::Visibility;
 
 /// One declared endpoint.
@@ -14,78 +12,42 @@ pub struct Endpoint {
     pub visibility: Visibility,
 }
 
-#[derive(Deserialize)]
-struct Devfile {
-    #[serde(default)]
-    components: Vec<Component>,
-}
-
-#[derive(Deserialize)]
-struct Component {
-    container: Option<Container>,
-}
-
-#[derive(Deserialize)]
-struct Container {
-    #[serde(default)]
-    endpoints: Vec<RawEndpoint>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawEndpoint {
-    name: String,
-    target_port: u32,
-    exposure: Option<String>,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum DevfileError {
-    #[error("the devfile is not valid YAML of the expected shape: {0}")]
-    Yaml(#[from] serde_yaml_ng::Error),
-    #[error("endpoint {name:?}: targetPort {port} is outside 1..65535")]
-    Port { name: String, port: u32 },
-    #[error("endpoint {name:?}: exposure {exposure:?} is not public, internal or none")]
-    Exposure { name: String, exposure: String },
+    #[error("{0}")]
+    Parse(String),
 }
 
-/// The endpoints of a devfile's text, first declaration of a port winning.
-pub fn endpoints(text: &str) -> Result<Vec<Endpoint>, DevfileError> {
-    let devfile: Devfile = serde_yaml_ng::from_str(text)?;
+/// The endpoints of a devfile's text (read as the injector reads it: strict
+/// YAML, `{{var}}` substituted), first declaration of a port winning, and a
+/// line for each malformed endpoint, which is left out alone.
+pub fn endpoints(text: &str) -> Result<(Vec<Endpoint>, Vec<String>), DevfileError> {
+    let value = devfile::parse(text).map_err(|findings| {
+        DevfileError::Parse(
+            findings
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    })?;
+    let (declared, findings) = devfile::model::endpoints(&value);
     let mut out: Vec<Endpoint> = Vec::new();
-    for raw in devfile
-        .components
-        .into_iter()
-        .filter_map(|c| c.container)
-        .flat_map(|c| c.endpoints)
-    {
-        let port = u16::try_from(raw.target_port)
-            .ok()
-            .filter(|&p| p > 0)
-            .ok_or_else(|| DevfileError::Port {
-                name: raw.name.clone(),
-                port: raw.target_port,
-            })?;
-        let visibility = match raw.exposure.as_deref() {
-            None | Some("public") => Visibility::Public,
-            Some("internal") => Visibility::Internal,
-            Some("none") => Visibility::None,
-            Some(other) => {
-                return Err(DevfileError::Exposure {
-                    name: raw.name,
-                    exposure: other.to_owned(),
-                })
-            }
+    for e in declared {
+        let visibility = match e.effective_exposure() {
+            devfile::model::Exposure::Public => Visibility::Public,
+            devfile::model::Exposure::Internal => Visibility::Internal,
+            devfile::model::Exposure::None => Visibility::None,
         };
-        if !out.iter().any(|e| e.port == port) {
+        if !out.iter().any(|o| o.port == e.port) {
             out.push(Endpoint {
-                name: raw.name,
-                port,
+                name: e.name,
+                port: e.port,
                 visibility,
             });
         }
     }
-    Ok(out)
+    Ok((out, findings.iter().map(ToString::to_string).collect()))
 }
 
 #[cfg(test)]
@@ -114,7 +76,8 @@ components:
   - name: data
     volume: {size: 1Gi}
 "#;
-        let e = endpoints(text).unwrap();
+        let (e, warnings) = endpoints(text).unwrap();
+        assert!(warnings.is_empty());
         assert_eq!(e.len(), 3);
         assert_eq!(
             e[0],
@@ -130,17 +93,20 @@ components:
 
     #[test]
     fn bad_devfiles() {
-        let bad_port = "components:\n- name: a\n  container:\n    endpoints:\n    - {name: x, targetPort: 70000}\n";
-        assert!(matches!(
-            endpoints(bad_port),
-            Err(DevfileError::Port { .. })
-        ));
-        let bad_exp = "components:\n- name: a\n  container:\n    endpoints:\n    - {name: x, targetPort: 7, exposure: world}\n";
-        assert!(matches!(
-            endpoints(bad_exp),
-            Err(DevfileError::Exposure { .. })
-        ));
-        assert!(endpoints("components: 3").is_err());
-        assert!(endpoints("schemaVersion: 2.2.0\n").unwrap().is_empty());
+        // One bad endpoint costs only itself.
+        let text = "components:\n- name: a\n  container:\n    image: x\n    endpoints:\n    - {name: x, targetPort: 70000}\n    - {name: y, targetPort: 7, exposure: world}\n    - {name: z, targetPort: 8}\n";
+        let (e, warnings) = endpoints(text).unwrap();
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].name, "z");
+        assert_eq!(warnings.len(), 2);
+        assert!(warnings[0].contains("components[0].container.endpoints[0].targetPort"));
+        // Variables are substituted as the injector does.
+        let text = "variables: {svc: web}\ncomponents:\n- name: a\n  container:\n    image: x\n    endpoints:\n    - {name: '{{svc}}', targetPort: 3000}\n";
+        assert_eq!(endpoints(text).unwrap().0[0].name, "web");
+        // What the strict loader refuses is refused whole.
+        assert!(endpoints("components: [\n").is_err());
+        assert!(endpoints("a: 1\na: 2\n").is_err(), "duplicate keys");
+        assert!(endpoints("!binary a: 1\n").is_err(), "tags");
+        assert!(endpoints("schemaVersion: 2.2.0\n").unwrap().0.is_empty());
     }
 }

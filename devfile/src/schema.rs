@@ -24,7 +24,7 @@ macro_rules! schema {
     ($v:literal, $file:literal) => {
         Schema {
             version: $v,
-            text: include_str!(concat!("../../schemas/", $file)),
+            text: include_str!(concat!("../schemas/", $file)),
             compiled: OnceLock::new(),
         }
     };
