@@ -252,6 +252,13 @@ document.addEventListener("keydown", () => {
   if (warned) { warned = false; banner(""); api("/api/v1/activity", { method: "POST" }).then(loadStatus); }
 });
 $("new-terminal").addEventListener("click", newTerminal);
+// Sign out: the daemon ends the session and clears the cookie; the reload
+// then shows the sign-in page.
+$("sign-out").addEventListener("click", async () => {
+  const r = await api("/api/v1/session", { method: "DELETE" }).catch(() => null);
+  if (!r || !r.ok) { banner("Signing out failed; try again.", true); return; }
+  location.replace(location.pathname);
+});
 window.addEventListener("resize", () => { const t = tabs.get(active); if (t) fitTab(t); });
 
 loadTerminals();
