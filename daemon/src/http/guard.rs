@@ -15,10 +15,9 @@ use super::{ApiError, App, AppState};
 use crate::auth::{self, Identity};
 use crate::origin;
 
-/// The credential of a request to the daemon's own routes: where it was
-/// found, and whom it proves (`None`: nothing) until when (a JWT's `exp`).
+/// The credential of a request to the daemon's own routes: whom it proves
+/// (`None`: nothing) until when (a JWT's `exp`).
 pub(crate) struct Found {
-    pub source: auth::Source,
     pub identity: Option<(Identity, Option<SystemTime>)>,
     /// The credential itself when it came from the query (a page load turns
     /// it into a session).
@@ -34,7 +33,6 @@ pub(crate) fn identify(app: &App, parts: &Parts) -> Option<Found> {
         _ => app.auth.check_until(&credential),
     };
     Some(Found {
-        source,
         identity,
         query: (source == auth::Source::Query).then_some(credential),
     })
@@ -54,6 +52,16 @@ pub(crate) fn start_session(app: &App, credential: &str) -> Option<String> {
         app.sessions
             .start(identity, expires, Instant::now(), SystemTime::now()),
     )
+}
+
+/// The origin check of a request whose credential is the session cookie,
+/// made before the session is looked up (so a refused request does not even
+/// count as its use); `None` when the request may go on.
+pub(crate) fn cookie_origin_refusal(app: &App, parts: &Parts) -> Option<Response> {
+    match auth::find_credential(parts) {
+        Some((_, auth::Source::Cookie)) => origin_refusal(app, &parts.method, &parts.headers),
+        _ => None,
+    }
 }
 
 /// 403 `origin_not_allowed` for a WebSocket upgrade or an unsafe method

@@ -213,16 +213,10 @@ async fn drain_and_trace(State(app): State<AppState>, req: Request, next: Next) 
 async fn require_owner(State(app): State<AppState>, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
     let page_load = auth::is_page_load(&parts.method, &parts.headers);
-    let found = guard::identify(&app, &parts);
-    if found
-        .as_ref()
-        .is_some_and(|f| f.source == auth::Source::Cookie)
-    {
-        if let Some(refused) = guard::origin_refusal(&app, &parts.method, &parts.headers) {
-            return refused;
-        }
+    if let Some(refused) = guard::cookie_origin_refusal(&app, &parts) {
+        return refused;
     }
-    let Some(found) = found else {
+    let Some(found) = guard::identify(&app, &parts) else {
         return unauthorized(page_load);
     };
     match &found.identity {

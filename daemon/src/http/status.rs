@@ -15,7 +15,7 @@ use serde_json::json;
 
 use super::{ApiError, ApiJson, AppState};
 use crate::activity::Source;
-use crate::auth::{self, Role};
+use crate::auth::Role;
 
 pub async fn readyz(State(app): State<AppState>) -> Response {
     if app.draining.load(Ordering::Relaxed) {
@@ -120,13 +120,8 @@ pub async fn tick(State(app): State<AppState>, req: Request) -> Response {
     let (parts, _) = req.into_parts();
     // A page of another origin must not keep the workspace alive with the
     // browser's session, also when a proxy on loopback forwards it.
-    if matches!(
-        auth::find_credential(&parts),
-        Some((_, auth::Source::Cookie))
-    ) {
-        if let Some(refused) = super::guard::origin_refusal(&app, &parts.method, &parts.headers) {
-            return refused;
-        }
+    if let Some(refused) = super::guard::cookie_origin_refusal(&app, &parts) {
+        return refused;
     }
     // The credential is only looked at when the peer is not on loopback.
     let role = || {
