@@ -274,6 +274,20 @@ async fn every_401_asks_for_a_bearer_credential() {
             (Method::GET, "/".to_owned()),
             (Method::GET, "/assets/app.js".to_owned()),
         ]);
+    // A private port's refusals too (path form), JSON and page.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    until(WAIT, "the port to be listed", async || {
+        let ports = d.get_json("/api/v1/ports").await;
+        ports
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["port"] == port)
+            .then_some(())
+    })
+    .await;
+    let paths = paths.chain([(Method::GET, format!("/proxy/{port}/"))]);
     for (method, path) in paths {
         let page_load = method == Method::GET;
         for cookie in [None, Some("workspaced_session=no-such-session")] {
@@ -297,7 +311,7 @@ async fn every_401_asks_for_a_bearer_credential() {
                     Some("Bearer"),
                     "{method} {path} {cookie:?} {accept:?}"
                 );
-                if accept.is_some() {
+                if accept.is_some() && !path.starts_with("/proxy/") {
                     let page = r.text().await.unwrap();
                     assert!(page.contains("access_token"), "the sign-in page: {page}");
                 }
