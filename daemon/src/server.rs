@@ -209,7 +209,7 @@ pub async fn run(
     ));
     ports::spawn_detector(ports.clone(), activity.clone(), &tracker, cancel.clone());
     let proxy = Proxy::new(config.upstream_timeout, tracker.clone(), cancel.clone());
-    let config_session_ttl = config.session_ttl;
+    let session_ttl = config.session_ttl;
     let app = Arc::new(App {
         auth: Authenticator::new(
             &token,
@@ -227,7 +227,7 @@ pub async fn run(
         sync,
         ports,
         proxy,
-        sessions: crate::session::Sessions::new(config_session_ttl),
+        sessions: crate::session::Sessions::new(session_ttl),
         own_port: local.port(),
         draining: AtomicBool::new(false),
         started_at,
