@@ -268,6 +268,22 @@ mod tests {
     }
 
     #[test]
+    fn a_jwt_says_until_when_it_proves_something() {
+        let a = Authenticator::new("tok", Some(b"secret"), "ws");
+        assert_eq!(
+            a.check_until("tok").unwrap().1,
+            None,
+            "the token does not expire"
+        );
+        let (_, exp) = a.check_until(&jwt(b"secret", "ws", "owner", 600)).unwrap();
+        let left = exp.unwrap().duration_since(SystemTime::now()).unwrap();
+        assert!(
+            left > Duration::from_secs(590) && left <= Duration::from_secs(600),
+            "{left:?}"
+        );
+    }
+
+    #[test]
     fn query_helpers() {
         assert_eq!(
             query_param(Some("a=1&access_token=x%2By"), "access_token").as_deref(),
