@@ -7,12 +7,13 @@ cd "$(dirname "$0")/.."
 need_apt=()
 # What the build and the tests use: git2 links OpenSSL; the tests run vim,
 # git http-backend, python3 servers, openssl (test certificates), and
-# chromium via playwright-core; the editor's native modules build against
-# the krb5 headers.
-for pkg_cmd in vim:vim git:git procps:ps curl:curl python3:python3 openssl:openssl npm:npm chromium:chromium; do
+# chromium via playwright-core, nginx in front of the daemon with a test CA
+# that chromium trusts through certutil; the editor's native modules build
+# against the krb5 headers.
+for pkg_cmd in vim:vim git:git procps:ps curl:curl python3:python3 openssl:openssl npm:npm chromium:chromium libnss3-tools:certutil; do
   command -v "${pkg_cmd##*:}" >/dev/null 2>&1 || need_apt+=("${pkg_cmd%%:*}")
 done
-for pkg in libssl-dev pkg-config libkrb5-dev g++ make; do
+for pkg in libssl-dev pkg-config libkrb5-dev g++ make nginx; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -6,6 +6,7 @@ use axum::http::{header, request::Parts, HeaderMap, Method};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use subtle::ConstantTimeEq;
 
 pub const COOKIE: &str = "workspaced_session";
@@ -29,6 +30,7 @@ pub struct Identity {
 struct Claims {
     sub: String,
     role: String,
+    exp: u64,
 }
 
 /// Checks credentials against the owner token and the JWT secret.
@@ -64,12 +66,19 @@ impl Authenticator {
 
     /// The identity a credential proves, or `None` when it proves nothing.
     pub fn check(&self, credential: &str) -> Option<Identity> {
+        self.check_until(credential).map(|(id, _)| id)
+    }
+
+    /// As [`check`](Self::check), with the instant the credential stops
+    /// proving it: a JWT's `exp`, `None` for the owner token.
+    pub fn check_until(&self, credential: &str) -> Option<(Identity, Option<SystemTime>)> {
         // Digests have equal length, so the comparison leaks neither content nor length.
         if bool::from(digest(credential).ct_eq(&self.token_digest)) {
-            return Some(Identity {
+            let owner = Identity {
                 role: Role::Owner,
                 user: None,
-            });
+            };
+            return Some((owner, None));
         }
         let (key, validation) = self.jwt.as_ref()?;
         if credential.matches('.').count() != 2 {
@@ -81,10 +90,12 @@ impl Authenticator {
             "member" => Role::Member,
             _ => return None,
         };
-        Some(Identity {
+        let id = Identity {
             role,
             user: Some(data.claims.sub),
-        })
+        };
+        let exp = UNIX_EPOCH.checked_add(Duration::from_secs(data.claims.exp));
+        Some((id, Some(exp.unwrap_or(UNIX_EPOCH))))
     }
 
     /// Whether `credential` is the daemon's own (so it is never passed on).
@@ -181,12 +192,33 @@ pub fn is_secure(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case("https"))
 }
 
-/// The `Set-Cookie` value that carries a credential as the session.
-pub fn session_cookie(credential: &str, secure: bool) -> String {
+/// The `Set-Cookie` value that names a session (never a credential itself).
+pub fn session_cookie(session: &str, secure: bool) -> String {
     format!(
-        "{COOKIE}={credential}; HttpOnly; SameSite=Lax; Path=/{}",
+        "{COOKIE}={session}; HttpOnly; SameSite=Lax; Path=/{}",
         if secure { "; Secure" } else { "" }
     )
+}
+
+/// The `Set-Cookie` value that makes a browser forget its session cookie.
+pub fn cleared_cookie(secure: bool) -> String {
+    format!(
+        "{COOKIE}=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0{}",
+        if secure { "; Secure" } else { "" }
+    )
+}
+
+/// Every value of the session cookie (a browser may send more than one).
+pub fn cookies<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(move |c| {
+            let (k, v) = c.trim().split_once('=')?;
+            (k == name).then_some(v)
+        })
 }
 
 /// A fresh random token, 256 bits, URL-safe.
@@ -233,6 +265,22 @@ mod tests {
         assert!(a.check(&jwt(b"secret", "ws", "owner", -3600)).is_none());
         assert!(a.check(&jwt(b"wrong", "ws", "owner", 600)).is_none());
         assert!(a.check(&jwt(b"secret", "ws", "admin", 600)).is_none());
+    }
+
+    #[test]
+    fn a_jwt_says_until_when_it_proves_something() {
+        let a = Authenticator::new("tok", Some(b"secret"), "ws");
+        assert_eq!(
+            a.check_until("tok").unwrap().1,
+            None,
+            "the token does not expire"
+        );
+        let (_, exp) = a.check_until(&jwt(b"secret", "ws", "owner", 600)).unwrap();
+        let left = exp.unwrap().duration_since(SystemTime::now()).unwrap();
+        assert!(
+            left > Duration::from_secs(590) && left <= Duration::from_secs(600),
+            "{left:?}"
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod origin;
 pub mod ports;
 pub mod proxy;
 pub mod server;
+pub mod session;
 pub mod sync;
 mod sys;
 pub mod terminal;

@@ -217,6 +217,7 @@ pub async fn run(
     ));
     ports::spawn_detector(ports.clone(), activity.clone(), &tracker, cancel.clone());
     let proxy = Proxy::new(config.upstream_timeout, tracker.clone(), cancel.clone());
+    let session_ttl = config.session_ttl;
     let app = Arc::new(App {
         auth: Authenticator::new(
             &token,
@@ -234,6 +235,8 @@ pub async fn run(
         sync,
         ports,
         proxy,
+        sessions: crate::session::Sessions::new(session_ttl),
+        own_port: local.port(),
         draining: AtomicBool::new(false),
         started_at,
     });

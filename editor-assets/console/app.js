@@ -3,8 +3,13 @@
 // (PROTOCOL.md); the session cookie carries the credential.
 "use strict";
 
-const api = (path, opts = {}) =>
-  fetch(path, { credentials: "same-origin", ...opts, headers: { "Content-Type": "application/json", ...(opts.headers || {}) } });
+const api = async (path, opts = {}) => {
+  const r = await fetch(path, { credentials: "same-origin", ...opts, headers: { "Content-Type": "application/json", ...(opts.headers || {}) } });
+  // The session ended (signed out elsewhere, or unused for session_ttl):
+  // reloading shows the sign-in page.
+  if (r.status === 401) location.replace(location.pathname);
+  return r;
+};
 const wsUrl = (path) => `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}${path}`;
 const $ = (id) => document.getElementById(id);
 
@@ -244,6 +249,8 @@ function events() {
   };
   ws.onclose = () => {
     $("conn").textContent = "reconnecting…";
+    // Shows the sign-in page if the session is what ended.
+    loadStatus().catch(() => {});
     setTimeout(events, 1000);
   };
 }
@@ -252,6 +259,13 @@ document.addEventListener("keydown", () => {
   if (warned) { warned = false; banner(""); api("/api/v1/activity", { method: "POST" }).then(loadStatus); }
 });
 $("new-terminal").addEventListener("click", newTerminal);
+// Sign out: the daemon ends the session and clears the cookie; the reload
+// then shows the sign-in page.
+$("sign-out").addEventListener("click", async () => {
+  const r = await api("/api/v1/session", { method: "DELETE" }).catch(() => null);
+  if (!r || !r.ok) { banner("Signing out failed; try again.", true); return; }
+  location.replace(location.pathname);
+});
 window.addEventListener("resize", () => { const t = tabs.get(active); if (t) fitTab(t); });
 
 loadTerminals();

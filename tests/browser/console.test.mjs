@@ -121,3 +121,33 @@ test("a server started in the console's terminal shows up and can be made public
     await d.stop();
   }
 });
+
+test("signing out in one tab sends every tab of the console back to the sign-in page", async () => {
+  const d = await startDaemon();
+  const browser = await launchBrowser();
+  try {
+    const context = await browser.newContext();
+    const first = await context.newPage();
+    await first.goto(d.url(`/?access_token=${TOKEN}`));
+    await first.waitForSelector("#new-terminal");
+    const second = await context.newPage();
+    await second.goto(d.url("/"));
+    await second.waitForSelector("#new-terminal");
+    const [{ value: session }] = (await context.cookies()).filter((c) => c.name === "workspaced_session");
+    assert.notEqual(session, TOKEN, "the cookie names a session, not the token");
+
+    await first.click("#sign-out");
+    await first.waitForSelector("input[name=access_token]");
+    await shot(first, "console-6-signed-out");
+    // The other tab's next call is refused, and it shows the sign-in page too.
+    await second.click("#new-terminal");
+    await second.waitForSelector("input[name=access_token]");
+    assert.equal((await (await d.api("/api/v1/terminals")).json()).length, 0, "no terminal was opened");
+    const stale = await fetch(d.url("/api/v1/terminals"), { headers: { cookie: `workspaced_session=${session}` } });
+    assert.equal(stale.status, 401);
+    assert.equal(stale.headers.get("www-authenticate"), "Bearer");
+  } finally {
+    await browser.close();
+    await d.stop();
+  }
+});

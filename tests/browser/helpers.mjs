@@ -45,11 +45,13 @@ export async function startDaemon(args = [], env = {}) {
   };
 }
 
-export async function launchBrowser() {
+/** Launches Debian's chromium; `env` replaces its environment (a HOME with an NSS db that trusts a test CA). */
+export async function launchBrowser({ env } = {}) {
   return chromium.launch({
     executablePath: "/usr/bin/chromium",
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
       "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"],
+    ...(env ? { env } : {}),
   });
 }
 

@@ -6,6 +6,7 @@ pub mod error;
 mod extract;
 mod files;
 pub(crate) mod framing;
+pub(crate) mod guard;
 pub(crate) mod pages;
 mod ports;
 pub mod serve;
@@ -55,6 +56,10 @@ pub struct App {
     pub sync: SyncHub,
     pub ports: Arc<Ports>,
     pub proxy: Proxy,
+    /// Browser sessions: what the `workspaced_session` cookie names.
+    pub sessions: crate::session::Sessions,
+    /// The port the daemon listens on: `Host: <own_port>-...` is the daemon.
+    pub own_port: u16,
     pub draining: AtomicBool,
     pub started_at: SystemTime,
 }
@@ -115,6 +120,7 @@ fn api_routes() -> Vec<ApiRoute> {
             "/api/v1/ports/{port}/tunnel",
             get(ports::tunnel),
         ),
+        (Method::DELETE, "/api/v1/session", delete(guard::sign_out)),
     ]
 }
 
@@ -150,6 +156,7 @@ pub fn router(app: AppState) -> Router {
         .merge(proxied)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(app.config.max_body_bytes))
+        .layer(middleware::from_fn_with_state(app.clone(), guard::cors))
         .layer(middleware::from_fn_with_state(app.clone(), drain_and_trace))
         .with_state(app.clone());
     // Host routing comes before any route: `3000-ws.example/api/v1/x` is the app's.
@@ -199,17 +206,22 @@ async fn drain_and_trace(State(app): State<AppState>, req: Request, next: Next) 
     .await
 }
 
-/// Lets only the owner through. A page load that carried the credential in
-/// its query is redirected to the same URL without it, with a session cookie.
+/// Lets only the owner through. A cookie-credentialed upgrade or unsafe
+/// method from another origin is refused before anything else. A page load
+/// that carried the credential in its query is redirected to the same URL
+/// without it, with the cookie of a new session.
 async fn require_owner(State(app): State<AppState>, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
     let page_load = auth::is_page_load(&parts.method, &parts.headers);
-    let found = auth::find_credential(&parts);
-    let identity = found.as_ref().and_then(|(c, _)| app.auth.check(c));
-    match identity {
-        None if page_load => return pages::login(StatusCode::UNAUTHORIZED).into_response(),
-        None => return ApiError::unauthorized().into_response(),
-        Some(id) if id.role != Role::Owner => {
+    if let Some(refused) = guard::cookie_origin_refusal(&app, &parts) {
+        return refused;
+    }
+    let Some(found) = guard::identify(&app, &parts) else {
+        return unauthorized(page_load);
+    };
+    match &found.identity {
+        None => return unauthorized(page_load),
+        Some((id, _)) if id.role != Role::Owner => {
             if page_load {
                 return pages::login(StatusCode::FORBIDDEN).into_response();
             }
@@ -217,9 +229,15 @@ async fn require_owner(State(app): State<AppState>, req: Request, next: Next) ->
         }
         Some(_) => {}
     }
-    if let Some((credential, auth::Source::Query)) = &found {
+    if let (Some((identity, expires)), Some(_)) = (found.identity, found.query) {
         if page_load && !auth::is_websocket_upgrade(&parts.headers) {
-            return redirect_with_cookie(&parts, credential, &[auth::QUERY_PARAM]);
+            let session = app.sessions.start(
+                identity,
+                expires,
+                std::time::Instant::now(),
+                SystemTime::now(),
+            );
+            return redirect_with_cookie(&parts, &session, &[auth::QUERY_PARAM]);
         }
     }
     let path = parts.uri.path();
@@ -231,8 +249,16 @@ async fn require_owner(State(app): State<AppState>, req: Request, next: Next) ->
     next.run(Request::from_parts(parts, body)).await
 }
 
-/// 303 to the same URL without the `strip` query parameters, setting
-/// `session` as the session cookie: how a credential leaves a URL.
+fn unauthorized(page_load: bool) -> Response {
+    if page_load {
+        return pages::login(StatusCode::UNAUTHORIZED).into_response();
+    }
+    ApiError::unauthorized().into_response()
+}
+
+/// 303 to the same URL without the `strip` query parameters, setting the
+/// cookie of `session` (a session's id, never a credential): how a
+/// credential leaves a URL.
 pub(crate) fn redirect_with_cookie(parts: &Parts, session: &str, strip: &[&str]) -> Response {
     let query = auth::strip_query_params(parts.uri.query().unwrap_or(""), strip);
     let location = if query.is_empty() {

@@ -23,7 +23,18 @@ pub fn login(status: StatusCode) -> Response {
     } else {
         "Paste the workspace token, or open the link that <code>workspaced serve</code> printed."
     };
-    (status, Html(LOGIN.replace("{{REASON}}", reason))).into_response()
+    challenge((status, Html(LOGIN.replace("{{REASON}}", reason))).into_response())
+}
+
+/// Every 401 says how to authenticate, pages for people included.
+fn challenge(mut resp: Response) -> Response {
+    if resp.status() == StatusCode::UNAUTHORIZED {
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+    }
+    resp
 }
 
 /// The console's files, embedded from `editor-assets/console/` (the npm
@@ -73,7 +84,7 @@ fn port_page(status: StatusCode, title: &str, text: &str) -> Response {
 <style>body{{font:16px system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem}}</style>
 </head><body><h1>{title}</h1><p>{text}</p></body></html>"#
     );
-    (status, Html(page)).into_response()
+    challenge((status, Html(page)).into_response())
 }
 
 /// A proxied port with nothing listening, or with visibility `none` (502).

@@ -214,7 +214,9 @@ pub async fn proxy_path(State(app): State<AppState>, req: Request) -> Response {
 }
 
 /// The host form: a `Host` whose first label starts with `<digits>-` goes
-/// to that port, whatever the path; any other request goes on to the router.
+/// to that port, whatever the path; any other request goes on to the router,
+/// and so does the daemon's own port (`60080-ws.example`: the platform routes
+/// the daemon's API and console to that host).
 pub async fn host_routing(State(app): State<AppState>, req: Request, next: Next) -> Response {
     if !app.config.host_routing {
         return next.run(req).await;
@@ -225,6 +227,7 @@ pub async fn host_routing(State(app): State<AppState>, req: Request, next: Next)
     };
     match host.and_then(proxy::host_port) {
         None => next.run(req).await,
+        Some(Ok(port)) if port == app.own_port => next.run(req).await,
         Some(Err(())) => {
             let label = host.unwrap_or("").split('-').next().unwrap_or("");
             proxy::invalid_port(label).into_response()

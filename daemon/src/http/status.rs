@@ -15,7 +15,7 @@ use serde_json::json;
 
 use super::{ApiError, ApiJson, AppState};
 use crate::activity::Source;
-use crate::auth::{self, Role};
+use crate::auth::Role;
 
 pub async fn readyz(State(app): State<AppState>) -> Response {
     if app.draining.load(Ordering::Relaxed) {
@@ -110,18 +110,24 @@ pub async fn heartbeat(State(app): State<AppState>) -> Response {
 }
 
 /// `POST /activity/tick` (Che's activity tracker): anyone from a loopback
-/// address, whatever credential they carry; from elsewhere the owner.
+/// address, whatever credential they carry; from elsewhere the owner. A
+/// cookie-credentialed tick from another origin is refused first.
 pub async fn tick(State(app): State<AppState>, req: Request) -> Response {
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
     let (parts, _) = req.into_parts();
+    // A page of another origin must not keep the workspace alive with the
+    // browser's session, also when a proxy on loopback forwards it.
+    if let Some(refused) = super::guard::cookie_origin_refusal(&app, &parts) {
+        return refused;
+    }
     // The credential is only looked at when the peer is not on loopback.
     let role = || {
-        auth::find_credential(&parts)
-            .and_then(|(c, _)| app.auth.check(&c))
-            .map(|id| id.role)
+        super::guard::identify(&app, &parts)
+            .and_then(|f| f.identity)
+            .map(|(id, _)| id.role)
     };
     if let Err(e) = tick_allowed(peer, role) {
         return e.into_response();

@@ -239,9 +239,10 @@ fn plan_head(
         return None;
     }
 
-    // The port, as `host_routing` and the `/proxy/{port}/` routes find it.
+    // The port, as `host_routing` and the `/proxy/{port}/` routes find it;
+    // the daemon's own port names the daemon, as 127.0.0.1 does.
     let host_port = match facts.host.filter(|_| app.config.host_routing) {
-        Some(host) => super::host_port(host),
+        Some(host) => super::host_port(host).filter(|p| *p != Ok(app.own_port)),
         None => None,
     };
     let (port, prefix) = match host_port {

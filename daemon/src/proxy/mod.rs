@@ -176,7 +176,10 @@ pub async fn handle(app: Arc<App>, port: u16, prefix: usize, req: Request) -> Re
             }
             if let Some(credential) = from_query {
                 if page && !auth::is_websocket_upgrade(&parts.headers) {
-                    return redirect_with_cookie(&parts, &credential);
+                    // The cookie names a session, never the credential.
+                    if let Some(session) = crate::http::guard::start_session(&app, &credential) {
+                        return redirect_with_cookie(&parts, &session);
+                    }
                 }
             }
             true
@@ -313,7 +316,7 @@ fn identity_from<'a>(
                 user: None,
             });
         }
-        if let Some(id) = app.auth.check(c) {
+        if let Some(id) = app.sessions.identity(c, Instant::now()) {
             return Some(id);
         }
     }

@@ -164,6 +164,15 @@ async fn the_app_never_sees_the_daemons_credential() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
+    // The browser's session cookie names a session made from a page load.
+    let signed_in = no_redirect
+        .get(d.url(&format!("/?access_token={TOKEN}")))
+        .header("accept", HTML)
+        .send()
+        .await
+        .unwrap();
+    let session_cookie = signed_in.headers()["set-cookie"].to_str().unwrap();
+    let daemon_session = session_cookie.split(';').next().unwrap().to_owned();
 
     // Header, query (with an upgrade-free API call the query is ignored, so
     // the header authorizes), cookie; on a connection the general path
@@ -172,7 +181,7 @@ async fn the_app_never_sees_the_daemons_credential() {
         let r = client
             .get(d.url(&format!("/proxy/{p}/{path}?access_token={TOKEN}&keep=1")))
             .bearer_auth(TOKEN)
-            .header("cookie", format!("a=1; workspaced_session={TOKEN}; b=2"))
+            .header("cookie", format!("a=1; {daemon_session}; b=2"))
             .send()
             .await
             .unwrap();
@@ -180,7 +189,7 @@ async fn the_app_never_sees_the_daemons_credential() {
         let r = client
             .get(d.url(&format!("/proxy/{p}/{path}?x=1")))
             .bearer_auth(&owner_jwt)
-            .header("cookie", format!("a=1; workspaced_session={TOKEN}"))
+            .header("cookie", format!("a=1; {daemon_session}"))
             .header("cookie", "b=2")
             .header("x-forwarded-for", "203.0.113.7")
             .header("connection", "x-hop")
@@ -192,7 +201,7 @@ async fn the_app_never_sees_the_daemons_credential() {
         // The session cookie authorizes; the app's own Authorization passes.
         let r = client
             .get(d.url(&format!("/proxy/{p}/{path}?y=1")))
-            .header("cookie", format!("workspaced_session={TOKEN}"))
+            .header("cookie", &daemon_session)
             .header("authorization", "Bearer the-apps-own-token")
             .send()
             .await
