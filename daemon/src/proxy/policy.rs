@@ -282,11 +282,14 @@ fn authorization(auth: &Authenticator, headers: Headers<'_>) -> (u128, Option<Id
                 if best.as_ref().is_none_or(|b| id.role > b.role) {
                     best = Some(id);
                 }
-                continue;
+            } else if auth.is_signed_jwt(rest) {
+                // Expired, or for another workspace: proves nothing, and
+                // is still not the app's.
+                own |= 1 << i;
             }
+            continue;
         }
-        // The daemon's token or JWT under any scheme or none (an expired
-        // JWT too) proves nothing here, and is still not the app's.
+        // The daemon's token or JWT under another scheme or none.
         if auth.is_own(v) || (!rest.is_empty() && auth.is_own(rest)) {
             own |= 1 << i;
         }
