@@ -1180,10 +1180,10 @@ async fn the_app_sees_its_own_authorization_and_cookies_in_order_and_nothing_of_
 
 #[tokio::test]
 async fn a_port_session_ends_with_its_port_and_after_its_ttl() {
-    let ttl = Duration::from_secs(2);
+    let ttl = Duration::from_secs(3);
     let d = TestDaemon::builder()
         .arg("port-url-template", "http://${PORT}-ws-test.example.dev/")
-        .arg("session-ttl", "2s")
+        .arg("session-ttl", "3s")
         .start();
     let app = upstream::start("127.0.0.1:0").await;
     proxied(&d, &app, "private").await;
