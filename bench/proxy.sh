@@ -24,6 +24,10 @@ THREADS=${THREADS:-2}
 # The daemon's runtime has 2 worker threads (daemon/src/main.rs); the nginx
 # reverse proxy gets as many worker processes, so both have the same cores.
 WORKERS=${WORKERS:-2}
+# VISIBILITY=private HEADER="Authorization: Bearer bench-token-0123456789"
+# measures the credential check of a private port (HEADER goes with every
+# request, to nginx too).
+VISIBILITY=${VISIBILITY:-public}
 # BIN=path/to/workspaced measures another build (say, main's) as it is.
 if [ -z "${BIN:-}" ]; then
   cargo build --release --quiet -p workspaced
@@ -86,10 +90,10 @@ nginx -c "$work/rp/nginx.conf" -p "$work/rp" & pids+=($!)
 
 TOKEN=bench-token-0123456789
 WORKSPACED_TOKEN=$TOKEN RUST_LOG=warn "$BIN" serve --listen "127.0.0.1:$WD" \
-  --workspace "$work/ws" --state-dir "$work/state" --default-visibility public \
+  --workspace "$work/ws" --state-dir "$work/state" --default-visibility "$VISIBILITY" \
   2> "$work/workspaced.log" & WPID=$!; pids+=($WPID)
 
-wait_for() { for _ in $(seq 200); do curl -fs -o /dev/null "$1" && return 0; sleep 0.05; done; echo "no answer from $1" >&2; cat "$work"/*.log "$work"/*/*.log >&2; exit 1; }
+wait_for() { for _ in $(seq 200); do curl -fs ${HEADER:+-H "$HEADER"} -o /dev/null "$1" && return 0; sleep 0.05; done; echo "no answer from $1" >&2; cat "$work"/*.log "$work"/*/*.log >&2; exit 1; }
 wait_for "http://127.0.0.1:$UP/1k.bin"
 wait_for "http://127.0.0.1:$NG/1k.bin"
 wait_for "http://127.0.0.1:$WD/proxy/$UP/1k.bin"
@@ -97,7 +101,7 @@ wait_for "http://127.0.0.1:$WD/proxy/$UP/1k.bin"
 # wrk's latency in microseconds.
 us() { python3 -c "import re,sys; v,u=re.fullmatch(r'([0-9.]+)(us|ms|s)', sys.argv[1]).groups(); print(float(v)*{'us':1,'ms':1e3,'s':1e6}[u])" "$1"; }
 run_wrk() { # name url; leaves RPS and P99 (us) for the ratios
-  local out; out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "$2")
+  local out; out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency ${HEADER:+-H "$HEADER"} "$2")
   local p50 p99
   RPS=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1=="50%" {print $2}' <<<"$out")

@@ -100,7 +100,24 @@ impl Authenticator {
 
     /// Whether `credential` is the daemon's own (so it is never passed on).
     pub fn is_own(&self, credential: &str) -> bool {
-        self.check(credential).is_some()
+        self.check(credential).is_some() || self.is_signed_jwt(credential)
+    }
+
+    /// Whether `credential` is a JWT signed with the daemon's secret,
+    /// whatever its claims: an expired one, or one for another workspace of
+    /// the same secret, is still the daemon's to keep from an app.
+    pub fn is_signed_jwt(&self, credential: &str) -> bool {
+        let Some((key, _)) = self.jwt.as_ref() else {
+            return false;
+        };
+        if credential.matches('.').count() != 2 {
+            return false;
+        }
+        let mut any_claims = Validation::new(Algorithm::HS256);
+        any_claims.validate_exp = false;
+        any_claims.validate_aud = false;
+        any_claims.required_spec_claims.clear();
+        jsonwebtoken::decode::<serde::de::IgnoredAny>(credential, key, &any_claims).is_ok()
     }
 }
 
@@ -265,6 +282,11 @@ mod tests {
         assert!(a.check(&jwt(b"secret", "ws", "owner", -3600)).is_none());
         assert!(a.check(&jwt(b"wrong", "ws", "owner", 600)).is_none());
         assert!(a.check(&jwt(b"secret", "ws", "admin", 600)).is_none());
+        // Not credentials, yet the daemon's: never passed to an app.
+        assert!(a.is_own(&jwt(b"secret", "ws", "owner", -3600)));
+        assert!(a.is_own(&jwt(b"secret", "other", "admin", 600)));
+        assert!(!a.is_own(&jwt(b"wrong", "ws", "owner", 600)));
+        assert!(!a.is_own("tok2"));
     }
 
     #[test]

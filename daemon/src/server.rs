@@ -216,7 +216,12 @@ pub async fn run(
         events.clone(),
     ));
     ports::spawn_detector(ports.clone(), activity.clone(), &tracker, cancel.clone());
-    let proxy = Proxy::new(config.upstream_timeout, tracker.clone(), cancel.clone());
+    let proxy = Proxy::new(
+        config.upstream_timeout,
+        config.session_ttl,
+        tracker.clone(),
+        cancel.clone(),
+    );
     let session_ttl = config.session_ttl;
     let app = Arc::new(App {
         auth: Authenticator::new(

@@ -71,7 +71,13 @@ pub async fn open(
     if !app.ports.url_is_host_routed() {
         return Ok(Json(json!({ "url": info.url })));
     }
-    let ticket = app.proxy.tickets.issue(port, Instant::now());
+    // The ticket is for the port as it is now: its session ends when the
+    // port falls below this or closes.
+    let cut = app.ports.cuts(port, info.visibility);
+    let ticket = app
+        .proxy
+        .tickets
+        .issue(port, info.visibility, cut, Instant::now());
     let sep = if info.url.contains('?') { '&' } else { '?' };
     Ok(Json(json!({
         "url": format!("{}{sep}{}={ticket}", info.url, proxy::TICKET_PARAM)

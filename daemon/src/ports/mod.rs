@@ -108,7 +108,27 @@ struct State {
     /// Visibility chosen with PUT; kept when a server restarts on its port.
     chosen: HashMap<u16, Visibility>,
     http: HashMap<u16, bool>,
+    /// Per port, how often it fell below private, internal and public (a
+    /// close counts as falling below all three): a port session made for a
+    /// level holds the count it was made at and ends when it moves.
+    cuts: HashMap<u16, [u64; 3]>,
 }
+
+/// The index of `level` in [`State::cuts`]; `none` counts as private, the
+/// least a session can be for.
+fn cut_index(level: Visibility) -> usize {
+    match level {
+        Visibility::None | Visibility::Private => 0,
+        Visibility::Internal => 1,
+        Visibility::Public => 2,
+    }
+}
+
+const CUT_LEVELS: [Visibility; 3] = [
+    Visibility::Private,
+    Visibility::Internal,
+    Visibility::Public,
+];
 
 /// Why a visibility change was refused.
 #[derive(Debug, PartialEq, Eq)]
@@ -229,6 +249,13 @@ impl Ports {
         Some((self.visibility_in(&s, port), addr))
     }
 
+    /// How often `port` has fallen below `level` or closed: what a port
+    /// session compares to end when its port was lowered or closed.
+    pub fn cuts(&self, port: u16, level: Visibility) -> u64 {
+        let s = self.state.lock().unwrap();
+        s.cuts.get(&port).map_or(0, |c| c[cut_index(level)])
+    }
+
     /// Where a tunnel connects, whatever the visibility (the tunnel is the owner's).
     pub fn tunnel_target(&self, port: u16) -> Option<SocketAddr> {
         let s = self.state.lock().unwrap();
@@ -245,6 +272,12 @@ impl Ports {
         }
         let before = self.visibility_in(&s, port);
         s.chosen.insert(port, v);
+        let after = self.visibility_in(&s, port);
+        for level in CUT_LEVELS {
+            if before >= level && after < level {
+                s.cuts.entry(port).or_default()[cut_index(level)] += 1;
+            }
+        }
         let info = self.info(&s, port).expect("checked above");
         if before != v {
             self.events.send(Event::PortChanged { port: info.clone() });
@@ -278,7 +311,7 @@ impl Ports {
 
     /// Replaces the listening set, sending events; returns the ports that
     /// appeared (to be probed).
-    fn update(&self, now: BTreeMap<u16, Listening>) -> Vec<(u16, SocketAddr)> {
+    pub(crate) fn update(&self, now: BTreeMap<u16, Listening>) -> Vec<(u16, SocketAddr)> {
         let mut s = self.state.lock().unwrap();
         let before = std::mem::replace(&mut s.listening, now);
         let mut opened = Vec::new();
@@ -307,6 +340,9 @@ impl Ports {
             .collect();
         for port in closed {
             s.http.remove(&port);
+            for c in s.cuts.entry(port).or_default() {
+                *c += 1;
+            }
             if self.listed(port) {
                 self.events.send(Event::PortClosed { port });
             }
@@ -642,6 +678,26 @@ mod tests {
             Event::PortClosed { port: 8080 }
         ));
         assert!(p.get(8080).is_none());
+    }
+
+    #[test]
+    fn lowering_and_closing_move_the_cuts_of_the_levels_left() {
+        let p = ports(Visibility::Public);
+        p.update(BTreeMap::from([(8080, listening("127.0.0.1"))]));
+        let cuts = || CUT_LEVELS.map(|l| p.cuts(8080, l));
+        assert_eq!(cuts(), [0, 0, 0]);
+        p.set_visibility(8080, Visibility::Public).unwrap();
+        p.set_visibility(8080, Visibility::Internal).unwrap();
+        assert_eq!(cuts(), [0, 0, 1], "below public only");
+        p.set_visibility(8080, Visibility::Public).unwrap();
+        assert_eq!(cuts(), [0, 0, 1], "raising cuts nothing");
+        p.set_visibility(8080, Visibility::None).unwrap();
+        assert_eq!(cuts(), [1, 1, 2]);
+        assert_eq!(p.cuts(8080, Visibility::None), 1, "none counts as private");
+        p.set_visibility(8080, Visibility::Private).unwrap();
+        p.update(BTreeMap::new());
+        assert_eq!(cuts(), [2, 2, 3], "a close cuts every level");
+        assert_eq!(p.cuts(9, Visibility::Private), 0);
     }
 
     #[test]

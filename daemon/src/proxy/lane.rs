@@ -21,8 +21,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
+use super::policy::{self, Verdict};
 use crate::activity::Source as ActivitySource;
-use crate::auth::{self, Role};
 use crate::config::Visibility;
 use crate::http::framing::{self, Chunked, RequestBody};
 use crate::http::{ApiError, App};
@@ -185,7 +185,6 @@ fn plan(app: &App, buf: &[u8], peer: SocketAddr, out: &mut Vec<u8>) -> Parsed {
 #[derive(Default)]
 struct Facts<'a> {
     host: Option<&'a str>,
-    bearer: Option<&'a str>,
     close: bool,
     expect: bool,
     forwarded_for: Option<&'a [u8]>,
@@ -219,10 +218,6 @@ fn plan_head(
             // The first, as the general path reads it.
             let host = std::str::from_utf8(h.value).ok()?;
             facts.host.get_or_insert(host);
-        } else if name.eq_ignore_ascii_case("authorization") {
-            facts.bearer = std::str::from_utf8(h.value)
-                .ok()
-                .and_then(super::bearer_token);
         } else if name.eq_ignore_ascii_case("connection") {
             facts.close |= tokens(h.value).any(|t| t.eq_ignore_ascii_case(b"close"));
         } else if name.eq_ignore_ascii_case("expect") {
@@ -258,20 +253,28 @@ fn plan_head(
         Some((p, q)) => (p, Some(q)),
         None => (target, None),
     };
-    if query.is_some_and(super::carries_daemon_params) {
+    // A ticket is spent and a credential leaves the URL by a redirect,
+    // which the general path makes.
+    if query.is_some_and(policy::carries_daemon_params) {
         return None;
     }
     let (visibility, upstream) = app.ports.target(port)?;
     let counts = match visibility {
         Visibility::None => return None,
         Visibility::Public => app.config.public_traffic_is_activity,
-        _ => {
-            let id = super::identity_from(app, port, cookies(req), facts.bearer)?;
-            if visibility == Visibility::Private && id.role != Role::Owner {
-                return None;
-            }
-            true
-        }
+        _ => true,
+    };
+    let head = policy::Head {
+        method,
+        query,
+        headers: policy::Headers::Parsed(req.headers),
+    };
+    let judge = policy::Judge::of(app);
+    // Refusals are the general path's to answer, as it always does.
+    let Verdict::Forward(forward) =
+        policy::decide(&judge, &head, port, visibility, std::time::Instant::now())
+    else {
+        return None;
     };
 
     out.clear();
@@ -287,34 +290,18 @@ fn plan_head(
         out.extend_from_slice(q.as_bytes());
     }
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    let own_credential = facts.bearer.is_some_and(|t| app.auth.is_own(t));
-    let mut kept_cookies: Vec<&str> = Vec::new();
+    let mut cleaner = policy::Cleaner::default();
     for h in req.headers.iter() {
         let name = h.name;
+        // Every header goes past the cleaner, so it counts positions as the policy did.
+        let clean = cleaner.next(&forward, name, h.value);
         if hop_by_hop(name) || listed_in_connection(req.headers, name) {
-            continue;
-        }
-        if name.eq_ignore_ascii_case("authorization") && own_credential {
-            continue;
-        }
-        if name.eq_ignore_ascii_case("cookie") {
-            kept_cookies.extend(
-                std::str::from_utf8(h.value)
-                    .unwrap_or("")
-                    .split(';')
-                    .map(str::trim)
-                    .filter(|c| !c.is_empty())
-                    .filter(|c| c.split_once('=').map_or(*c, |(k, _)| k) != auth::COOKIE),
-            );
             continue;
         }
         if name.eq_ignore_ascii_case("x-forwarded-for") {
             continue;
         }
-        header(out, name.as_bytes(), h.value);
-    }
-    if !kept_cookies.is_empty() {
-        header(out, b"cookie", kept_cookies.join("; ").as_bytes());
+        policy::write_header(out, clean, name.as_bytes(), h.value);
     }
     if facts.host.is_none() {
         // As hyper's client does: the app is told where it was reached.
@@ -368,19 +355,6 @@ fn listed_in_connection(headers: &[httparse::Header<'_>], name: &str) -> bool {
         h.name.eq_ignore_ascii_case("connection")
             && tokens(h.value).any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
     })
-}
-
-/// The values of the daemon's cookie in the request.
-fn cookies<'a>(req: &'a httparse::Request<'_, '_>) -> impl Iterator<Item = &'a str> {
-    req.headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("cookie"))
-        .filter_map(|h| std::str::from_utf8(h.value).ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| {
-            let (k, v) = c.trim().split_once('=')?;
-            (k == auth::COOKIE).then_some(v)
-        })
 }
 
 /// How the upstream answered, or why it did not.

@@ -5,6 +5,7 @@
 //! anything reaches the app.
 
 pub mod lane;
+pub mod policy;
 pub mod splice;
 pub mod tickets;
 
@@ -28,13 +29,12 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::activity::Source as ActivitySource;
-use crate::auth::{self, Identity, Role};
+use crate::auth;
 use crate::config::Visibility;
 use crate::http::{pages, ApiError, App};
+pub use policy::TICKET_PARAM;
+use policy::{Refusal, Verdict};
 pub use tickets::Tickets;
-
-/// The query parameter that carries a ticket.
-pub const TICKET_PARAM: &str = "workspaced_ticket";
 
 /// Headers that belong to one hop and are never forwarded as they are.
 const HOP_BY_HOP: &[&str] = &[
@@ -67,6 +67,7 @@ impl std::fmt::Debug for Proxy {
 impl Proxy {
     pub fn new(
         upstream_timeout: Duration,
+        session_ttl: Duration,
         tracker: TaskTracker,
         cancel: CancellationToken,
     ) -> Self {
@@ -78,7 +79,7 @@ impl Proxy {
             .build(connector);
         Proxy {
             client,
-            tickets: Tickets::default(),
+            tickets: Tickets::new(session_ttl),
             upstream_timeout,
             tracker,
             cancel,
@@ -150,40 +151,23 @@ pub async fn handle(app: Arc<App>, port: u16, prefix: usize, req: Request) -> Re
         return unavailable(port, page);
     };
 
-    let query = parts.uri.query().map(str::to_owned);
-    if let Some(ticket) = auth::query_param(query.as_deref(), TICKET_PARAM) {
-        if let Some(session) = app.proxy.tickets.redeem(&ticket, port, Instant::now()) {
-            return redirect_with_cookie(&parts, &session);
+    let head = policy::Head::of_parts(&parts);
+    let judge = policy::Judge::of(&app);
+    let forward = match policy::decide(&judge, &head, port, visibility, Instant::now()) {
+        Verdict::Forward(f) => f,
+        Verdict::Redeemed(session) => return redirect_with_cookie(&parts, &session),
+        // The cookie names a session, never the credential.
+        Verdict::FromQuery(credential) => {
+            return match crate::http::guard::start_session(&app, &credential) {
+                Some(session) => redirect_with_cookie(&parts, &session),
+                None => refused(Refusal::Unauthorized, page, port),
+            }
         }
-    }
+        Verdict::Refused(r) => return refused(r, page, port),
+    };
     let counts = match visibility {
         Visibility::Public => app.config.public_traffic_is_activity,
-        _ => {
-            let refuse = |status| {
-                if page {
-                    pages::port_refused(status, port)
-                } else if status == StatusCode::FORBIDDEN {
-                    ApiError::forbidden().into_response()
-                } else {
-                    ApiError::unauthorized().into_response()
-                }
-            };
-            let Some((id, from_query)) = identity(&app, port, &parts) else {
-                return refuse(StatusCode::UNAUTHORIZED);
-            };
-            if visibility == Visibility::Private && id.role != Role::Owner {
-                return refuse(StatusCode::FORBIDDEN);
-            }
-            if let Some(credential) = from_query {
-                if page && !auth::is_websocket_upgrade(&parts.headers) {
-                    // The cookie names a session, never the credential.
-                    if let Some(session) = crate::http::guard::start_session(&app, &credential) {
-                        return redirect_with_cookie(&parts, &session);
-                    }
-                }
-            }
-            true
-        }
+        _ => true,
     };
     if counts {
         app.activity.touch(ActivitySource::Proxy);
@@ -206,7 +190,12 @@ pub async fn handle(app: Arc<App>, port: u16, prefix: usize, req: Request) -> Re
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
-    let headers = upstream_headers(&app, std::mem::take(&mut parts.headers), client_ip, upgrade);
+    let headers = upstream_headers(
+        std::mem::take(&mut parts.headers),
+        &forward,
+        client_ip,
+        upgrade,
+    );
     let progress = Progress::new();
     let body = ProgressBody {
         inner: if upgrade { Body::empty() } else { body },
@@ -277,76 +266,23 @@ pub async fn handle(app: Arc<App>, port: u16, prefix: usize, req: Request) -> Re
     Response::from_parts(head, Body::new(incoming))
 }
 
-/// The daemon's credential in this request, if any, in the proxy's order:
-/// ticket session or session cookie first, then the header, then the query
-/// (page loads and upgrades). The query's credential is returned too.
-fn identity(app: &App, port: u16, parts: &Parts) -> Option<(Identity, Option<String>)> {
-    let cookies = cookies(&parts.headers, auth::COOKIE);
-    let found = identity_from(
-        app,
-        port,
-        cookies.iter().map(String::as_str),
-        bearer(&parts.headers),
-    );
-    if let Some(id) = found {
-        return Some((id, None));
+/// The answer to a request the policy refused: a page for a page load
+/// (never the app's content), else the contract's error.
+fn refused(r: Refusal, page: bool, port: u16) -> Response {
+    match r {
+        Refusal::OriginNotAllowed => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "origin_not_allowed",
+            format!(
+                "a request to port {port} with its session cookie must come from a page of that port's own origin"
+            ),
+        )
+        .into_response(),
+        Refusal::Forbidden if page => pages::port_refused(StatusCode::FORBIDDEN, port),
+        Refusal::Unauthorized if page => pages::port_refused(StatusCode::UNAUTHORIZED, port),
+        Refusal::Forbidden => ApiError::forbidden().into_response(),
+        Refusal::Unauthorized => ApiError::unauthorized().into_response(),
     }
-    if auth::is_page_load(&parts.method, &parts.headers)
-        || auth::is_websocket_upgrade(&parts.headers)
-    {
-        let t = auth::query_param(parts.uri.query(), auth::QUERY_PARAM)?;
-        let id = app.auth.check(&t)?;
-        return Some((id, Some(t)));
-    }
-    None
-}
-
-/// The identity the daemon's session cookies (a ticket's session or a
-/// credential) or else the `Authorization` header's token prove.
-fn identity_from<'a>(
-    app: &App,
-    port: u16,
-    cookies: impl Iterator<Item = &'a str>,
-    bearer: Option<&str>,
-) -> Option<Identity> {
-    for c in cookies {
-        if app.proxy.tickets.is_session(c, port) {
-            return Some(Identity {
-                role: Role::Owner,
-                user: None,
-            });
-        }
-        if let Some(id) = app.sessions.identity(c, Instant::now()) {
-            return Some(id);
-        }
-    }
-    app.auth.check(bearer?)
-}
-
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    bearer_token(headers.get(header::AUTHORIZATION)?.to_str().ok()?)
-}
-
-/// The token of an `Authorization: Bearer` value.
-fn bearer_token(v: &str) -> Option<&str> {
-    let t = v
-        .strip_prefix("Bearer ")
-        .or_else(|| v.strip_prefix("bearer "))?;
-    Some(t.trim())
-}
-
-/// Every value of a cookie (a browser may send one per matching path).
-fn cookies(headers: &HeaderMap, name: &str) -> Vec<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| {
-            let (k, v) = c.trim().split_once('=')?;
-            (k == name).then(|| v.to_owned())
-        })
-        .collect()
 }
 
 /// 303 to the same URL without the credential parameters, with the session cookie.
@@ -373,25 +309,13 @@ fn upstream_uri(upstream: SocketAddr, uri: &Uri, prefix: usize) -> Option<Uri> {
     let mut s = String::with_capacity(64 + uri.path().len() + uri.query().map_or(0, str::len));
     let _ = write!(s, "http://{upstream}{path}");
     if let Some(q) = uri.query() {
-        let q = if carries_daemon_params(q) {
-            auth::strip_query_params(q, &[auth::QUERY_PARAM, TICKET_PARAM])
-        } else {
-            q.to_owned()
-        };
+        let q = policy::app_query(q);
         if !q.is_empty() {
             s.push('?');
             s.push_str(&q);
         }
     }
     s.parse().ok()
-}
-
-/// Whether a query carries the daemon's credential or a ticket.
-fn carries_daemon_params(query: &str) -> bool {
-    query.split('&').any(|pair| {
-        let k = pair.split_once('=').map_or(pair, |(k, _)| k);
-        k == auth::QUERY_PARAM || k == TICKET_PARAM
-    })
 }
 
 fn strip_hop_by_hop(h: &mut HeaderMap) {
@@ -412,42 +336,21 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
     }
 }
 
-/// The headers the app sees: hop-by-hop removed (the upgrade kept), the
-/// daemon's credential removed, `X-Forwarded-*` set.
+/// The headers the app sees: the daemon's credentials removed (by the
+/// policy), hop-by-hop removed (the upgrade kept), `X-Forwarded-*` set.
 fn upstream_headers(
-    app: &App,
     mut h: HeaderMap,
+    forward: &policy::Forward,
     client_ip: Option<std::net::IpAddr>,
     upgrade: bool,
 ) -> HeaderMap {
+    policy::clean_map(&mut h, forward);
     let upgrade_to = h.get(header::UPGRADE).cloned();
-    let own_credential = bearer(&h).is_some_and(|t| app.auth.is_own(t));
     strip_hop_by_hop(&mut h);
     if upgrade {
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         if let Some(u) = upgrade_to {
             h.insert(header::UPGRADE, u);
-        }
-    }
-    if own_credential {
-        h.remove(header::AUTHORIZATION);
-    }
-    if h.contains_key(header::COOKIE) {
-        let kept: Vec<String> = h
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .map(str::trim)
-            .filter(|c| !c.is_empty())
-            .filter(|c| c.split_once('=').map_or(*c, |(k, _)| k) != auth::COOKIE)
-            .map(str::to_owned)
-            .collect();
-        h.remove(header::COOKIE);
-        if let Ok(v) = HeaderValue::from_str(&kept.join("; ")) {
-            if !kept.is_empty() {
-                h.insert(header::COOKIE, v);
-            }
         }
     }
     if let Some(ip) = client_ip {

@@ -300,8 +300,9 @@ async fn the_app_never_sees_the_daemons_credential() {
             }
         }
         assert_eq!(seen[0].target, format!("{path}?keep=1"));
-        assert_eq!(seen[0].header("cookie"), Some("a=1; b=2"));
-        assert_eq!(seen[1].header("cookie"), Some("a=1; b=2"));
+        assert_eq!(seen[0].all("cookie"), ["a=1; b=2"]);
+        // Each Cookie header is cleaned where it stands.
+        assert_eq!(seen[1].all("cookie"), ["a=1", "b=2"]);
         assert_eq!(
             seen[1].header("x-forwarded-for"),
             Some("203.0.113.7, 127.0.0.1")
@@ -1009,4 +1010,374 @@ async fn answers_without_a_length_head_answers_and_interim_answers_keep_the_conn
         let v: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["error"]["code"], "upstream_failed", "{body}");
     }
+}
+
+/// Which of the proxy's two paths serves a request: a fresh connection is
+/// the fast lane's; one that served a daemon route first is hyper's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lane {
+    Fast,
+    General,
+}
+
+/// A connection whose next request `lane` serves.
+async fn connection(d: &TestDaemon, lane: Lane) -> tokio::net::TcpStream {
+    let mut s = tokio::net::TcpStream::connect(&d.addr).await.unwrap();
+    if lane == Lane::General {
+        let healthz = format!("GET /healthz HTTP/1.1\r\nHost: {}\r\n\r\n", d.addr);
+        s.write_all(healthz.as_bytes()).await.unwrap();
+        let (head, _) = response(&mut s).await;
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+    }
+    s
+}
+
+/// Sends a request head (no body unless `body`) and reads the answer.
+async fn exchange(s: &mut tokio::net::TcpStream, head: &str, body: &str) -> (String, String) {
+    s.write_all(format!("{head}\r\n{body}").as_bytes())
+        .await
+        .unwrap();
+    response(s).await
+}
+
+/// The session id a 303 sets as `workspaced_session`.
+fn session_of(r: &reqwest::Response) -> String {
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let set = r.headers()["set-cookie"].to_str().unwrap();
+    let pair = set.split(';').next().unwrap();
+    pair.strip_prefix("workspaced_session=")
+        .unwrap_or_else(|| panic!("a session cookie: {set}"))
+        .to_owned()
+}
+
+fn no_redirect() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// A browser's session on the daemon's own host, as a page load with
+/// `access_token` at a private port gets it.
+async fn browser_session(d: &TestDaemon, p: u16) -> String {
+    let r = no_redirect()
+        .get(d.url(&format!("/proxy/{p}/?access_token={TOKEN}")))
+        .header("accept", HTML)
+        .send()
+        .await
+        .unwrap();
+    session_of(&r)
+}
+
+/// Opens a host-routed port with a ticket: the port session's id.
+async fn port_session(d: &TestDaemon, p: u16) -> String {
+    let (status, body) = d
+        .post_json(&format!("/api/v1/ports/{p}/open"), serde_json::json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let url = body["url"].as_str().unwrap();
+    let ticket = url.split_once("workspaced_ticket=").unwrap().1;
+    let r = no_redirect()
+        .get(d.url(&format!("/?workspaced_ticket={ticket}")))
+        .header("host", format!("{p}-ws-test.example.dev"))
+        .header("accept", HTML)
+        .send()
+        .await
+        .unwrap();
+    session_of(&r)
+}
+
+#[tokio::test]
+async fn the_app_sees_its_own_authorization_and_cookies_in_order_and_nothing_of_the_daemons() {
+    let d = TestDaemon::builder()
+        .arg("port-url-template", "http://${PORT}-ws-test.example.dev/")
+        .start();
+    let app = upstream::start("127.0.0.1:0").await;
+    proxied(&d, &app, "private").await;
+    let p = app.port();
+    let owner_jwt = jwt("owner", "ws-test", 600);
+    let member_jwt = jwt("member", "ws-test", 600);
+    // A browser's session on the daemon's host (path form), and a port
+    // session from a ticket (host form).
+    let browser = browser_session(&d, p).await;
+    let port = port_session(&d, p).await;
+
+    let daemons = [
+        format!("Bearer {TOKEN}"),
+        format!("Bearer {owner_jwt}"),
+        format!("Bearer {member_jwt}"),
+    ];
+    let apps = ["Basic YXBwOnNlY3JldA==", "Bearer the-apps-own-token"];
+    let all: Vec<&str> = daemons
+        .iter()
+        .map(String::as_str)
+        .chain(apps.iter().copied())
+        .collect();
+    // Every order of two and of three of them.
+    let mut orders: Vec<Vec<&str>> = Vec::new();
+    for a in &all {
+        for b in all.iter().filter(|b| b != &a) {
+            orders.push(vec![a, b]);
+            for c in all.iter().filter(|c| c != &a && c != &b) {
+                orders.push(vec![a, b, c]);
+            }
+        }
+    }
+    let secrets = [
+        TOKEN,
+        owner_jwt.as_str(),
+        member_jwt.as_str(),
+        browser.as_str(),
+        port.as_str(),
+        "workspaced_session",
+        "workspaced_ticket",
+        "ticket-secret",
+        "access_token",
+    ];
+    let mut n = 0;
+    for visibility in ["private", "internal", "public"] {
+        assert_eq!(set_visibility(&d, p, visibility).await.status(), 200);
+        for lane in [Lane::Fast, Lane::General] {
+            // The path form with the browser's session, the host form with the port's.
+            for (prefix, host, session) in [
+                (format!("/proxy/{p}"), d.addr.clone(), &browser),
+                (String::new(), format!("{p}-ws-test.example.dev"), &port),
+            ] {
+                let mut general = connection(&d, Lane::General).await;
+                for order in &orders {
+                    n += 1;
+                    let mut head = format!(
+                        "GET {prefix}/mix/{n}?q=1 HTTP/1.1\r\nHost: {host}\r\nCookie: app1=a; workspaced_session={session}; app2=b\r\n"
+                    );
+                    for a in order {
+                        head.push_str(&format!("Authorization: {a}\r\n"));
+                    }
+                    head.push_str(
+                        "Cookie: workspaced_ticket=ticket-secret\r\nX-App: 1\r\nCookie: app3=c\r\n",
+                    );
+                    let (answer, body) = match lane {
+                        Lane::Fast => {
+                            let mut s = connection(&d, Lane::Fast).await;
+                            exchange(&mut s, &head, "").await
+                        }
+                        Lane::General => exchange(&mut general, &head, "").await,
+                    };
+                    let what = format!("{visibility} {lane:?} {host} {order:?}");
+                    assert!(answer.starts_with("http/1.1 200"), "{what}: {answer}");
+                    assert_eq!(body, "hello from the app", "{what}");
+                    let seen = app.seen_at(&format!("/mix/{n}"));
+                    assert_eq!(seen.len(), 1, "{what}");
+                    let seen = &seen[0];
+                    let theirs: Vec<&str> =
+                        order.iter().copied().filter(|a| apps.contains(a)).collect();
+                    assert_eq!(seen.all("authorization"), theirs, "{what}");
+                    assert_eq!(seen.all("cookie"), ["app1=a; app2=b", "app3=c"], "{what}");
+                    assert_eq!(seen.all("x-app"), ["1"], "{what}");
+                    assert_eq!(seen.target, format!("/mix/{n}?q=1"), "{what}");
+                    let everything = format!("{} {:?}", seen.target, seen.headers);
+                    for secret in secrets {
+                        assert!(
+                            !everything.contains(secret),
+                            "{what}: the app saw {secret}: {everything}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_port_session_ends_with_its_port_and_after_its_ttl() {
+    let ttl = Duration::from_secs(3);
+    let d = TestDaemon::builder()
+        .arg("port-url-template", "http://${PORT}-ws-test.example.dev/")
+        .arg("session-ttl", "3s")
+        .start();
+    let app = upstream::start("127.0.0.1:0").await;
+    proxied(&d, &app, "private").await;
+    let p = app.port();
+    // One request with the session, on each path: its status.
+    let with = async |session: &str| -> Vec<u16> {
+        let mut got = Vec::new();
+        for lane in [Lane::Fast, Lane::General] {
+            let mut s = connection(&d, lane).await;
+            let (head, _) = exchange(
+                &mut s,
+                &format!(
+                    "GET /s HTTP/1.1\r\nHost: {p}-ws-test.example.dev\r\nCookie: workspaced_session={session}\r\n"
+                ),
+                "",
+            )
+            .await;
+            got.push(head[9..12].parse().unwrap());
+        }
+        got
+    };
+
+    // The port set to none and back: the session has ended.
+    let session = port_session(&d, p).await;
+    assert_eq!(with(&session).await, [200, 200]);
+    assert_eq!(set_visibility(&d, p, "none").await.status(), 200);
+    assert_eq!(set_visibility(&d, p, "private").await.status(), 200);
+    assert_eq!(
+        with(&session).await,
+        [401, 401],
+        "ended when the port went none"
+    );
+    // A session made for a public port ends when the port becomes private.
+    assert_eq!(set_visibility(&d, p, "public").await.status(), 200);
+    let public = port_session(&d, p).await;
+    assert_eq!(set_visibility(&d, p, "private").await.status(), 200);
+    assert_eq!(with(&public).await, [401, 401], "ended below public");
+
+    // The port closes and a server listens there again: ended too.
+    let session = port_session(&d, p).await;
+    assert_eq!(with(&session).await, [200, 200]);
+    drop(app);
+    crate::ports::wait_ports(&d, "the port closed", |l| !l.iter().any(|e| e["port"] == p)).await;
+    let app = upstream::start(&format!("127.0.0.1:{p}")).await;
+    wait_listening(&d, p).await;
+    assert_eq!(
+        with(&session).await,
+        [401, 401],
+        "ended when the port closed"
+    );
+
+    // `session_ttl` after its last use; each use keeps it for another ttl.
+    let session = port_session(&d, p).await;
+    let start = tokio::time::Instant::now();
+    assert_eq!(with(&session).await, [200, 200]);
+    tokio::time::sleep(ttl / 2).await;
+    assert_eq!(with(&session).await, [200, 200]);
+    tokio::time::sleep(ttl / 2).await;
+    assert!(start.elapsed() >= ttl);
+    assert_eq!(with(&session).await, [200, 200], "kept by its last use");
+    tokio::time::sleep(ttl).await;
+    assert_eq!(
+        with(&session).await,
+        [401, 401],
+        "ended a ttl after its last use"
+    );
+    assert_eq!(
+        app.seen_at("/s").len(),
+        6,
+        "only the sessions alive got through"
+    );
+}
+
+#[tokio::test]
+async fn cookie_credentialed_posts_and_upgrades_come_only_from_the_ports_own_origin() {
+    let d = TestDaemon::builder()
+        .arg("port-url-template", "http://${PORT}-ws-test.example.dev/")
+        .start();
+    let app = upstream::start("127.0.0.1:0").await;
+    proxied(&d, &app, "private").await;
+    let p = app.port();
+    let host = format!("{p}-ws-test.example.dev");
+    let session = port_session(&d, p).await;
+    let cookie = format!("workspaced_session={session}");
+    let browser = browser_session(&d, p).await;
+    let upgrade = "Connection: upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    let foreign = [
+        "Origin: http://4000-ws-test.example.dev\r\n",
+        "Origin: https://3000-other.example.dev\r\n",
+        "Origin: null\r\n",
+        "Sec-Fetch-Site: cross-site\r\n",
+        "Sec-Fetch-Site: same-site\r\n",
+    ];
+    for lane in [Lane::Fast, Lane::General] {
+        for from in foreign {
+            for (method, extra, body) in [
+                ("POST", "Content-Length: 2\r\n", "{}"),
+                ("GET", upgrade, ""),
+                ("DELETE", "", ""),
+            ] {
+                let mut s = connection(&d, lane).await;
+                let (head, answer) = exchange(
+                    &mut s,
+                    &format!(
+                        "{method} /o HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\n{from}{extra}"
+                    ),
+                    body,
+                )
+                .await;
+                let what = format!("{lane:?} {method} {from}");
+                assert!(head.starts_with("http/1.1 403"), "{what}: {head}");
+                let v: Value = serde_json::from_str(&answer).unwrap();
+                assert_eq!(v["error"]["code"], "origin_not_allowed", "{what}");
+            }
+        }
+        // The path form: a browser session on the daemon's own origin.
+        let mut s = connection(&d, lane).await;
+        let (head, answer) = exchange(
+            &mut s,
+            &format!(
+                "POST /proxy/{p}/o HTTP/1.1\r\nHost: {}\r\nCookie: workspaced_session={browser}\r\nOrigin: http://{host}\r\nContent-Length: 0\r\n",
+                d.addr
+            ),
+            "",
+        )
+        .await;
+        assert!(head.starts_with("http/1.1 403"), "{head}");
+        assert!(answer.contains("origin_not_allowed"), "{answer}");
+    }
+    assert!(
+        app.seen_at("/o").is_empty(),
+        "refused before reaching the app"
+    );
+
+    // From the port's own origin: the app gets them.
+    for lane in [Lane::Fast, Lane::General] {
+        let mut s = connection(&d, lane).await;
+        let (head, answer) = exchange(
+            &mut s,
+            &format!("POST /count HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\nOrigin: http://{host}\r\nContent-Length: 5\r\n"),
+            "hello",
+        )
+        .await;
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert_eq!(answer, "5");
+        // The app's own GETs, wherever its links came from.
+        for from in foreign {
+            let (head, answer) = exchange(
+                &mut s,
+                &format!("GET /page HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\n{from}"),
+                "",
+            )
+            .await;
+            assert!(head.starts_with("http/1.1 200"), "{lane:?} {from}: {head}");
+            assert_eq!(answer, "hello from the app");
+        }
+        let mut s = connection(&d, lane).await;
+        let (head, _) = exchange(
+            &mut s,
+            &format!(
+                "POST /proxy/{p}/count HTTP/1.1\r\nHost: {}\r\nCookie: workspaced_session={browser}\r\nOrigin: http://{}\r\nContent-Length: 0\r\n",
+                d.addr, d.addr
+            ),
+            "",
+        )
+        .await;
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+    }
+    assert_eq!(app.seen_at("/count").len(), 4);
+    assert_eq!(app.seen_at("/page").len(), 2 * foreign.len());
+
+    // A WebSocket from the port's own origin opens and echoes.
+    let mut req = format!("ws://{}/ws", d.addr).into_client_request().unwrap();
+    let h = req.headers_mut();
+    h.insert("host", host.parse().unwrap());
+    h.insert("cookie", cookie.parse().unwrap());
+    h.insert("origin", format!("http://{host}").parse().unwrap());
+    let (mut ws, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
+    assert_eq!(resp.status(), 101);
+    ws.send(Message::Text("same origin".into())).await.unwrap();
+    let back = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(back, Message::Text("same origin".into()));
+    assert_eq!(app.seen_at("/ws").len(), 1);
 }
