@@ -230,12 +230,12 @@ pub fn decide(
         return forward;
     }
     let cookie_id = cookie_identity(judge, head.headers, port, now);
-    let mut origin_refused = false;
-    if admits(&cookie_id) {
-        if !head.needs_origin_check() || head.comes_from_own_origin() {
-            return forward;
-        }
-        origin_refused = true;
+    // A cookie's credential, whatever its role, is refused first when
+    // another origin's page may have sent it.
+    let origin_refused =
+        cookie_id.is_some() && head.needs_origin_check() && !head.comes_from_own_origin();
+    if admits(&cookie_id) && !origin_refused {
+        return forward;
     }
     let page = head.is_page_load();
     let websocket = head.is_websocket_upgrade();
@@ -925,6 +925,17 @@ mod tests {
                 assert!(forwarded(&got), "{method} {h:?}: {got:?}");
             }
         }
+        // A cookie without the role is refused for its origin first.
+        let member = jwt("member", "ws", 600);
+        let h = [
+            ("cookie", format!("workspaced_session={member}")),
+            ("origin", "null".to_owned()),
+        ];
+        let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        assert_eq!(
+            verdict(&w, Visibility::Private, &raw("POST", "/x", &h)),
+            refused
+        );
         // Behind TLS the port's origin is https.
         let h = [
             ("cookie", cookie.as_str()),
