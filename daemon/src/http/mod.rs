@@ -6,6 +6,7 @@ pub mod error;
 mod extract;
 mod files;
 pub(crate) mod framing;
+pub(crate) mod limits;
 pub(crate) mod pages;
 mod ports;
 pub mod serve;

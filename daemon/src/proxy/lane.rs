@@ -19,6 +19,7 @@ use axum::http::StatusCode;
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::activity::Source as ActivitySource;
@@ -94,6 +95,13 @@ pub async fn serve(
     peer: SocketAddr,
     stop: &CancellationToken,
 ) -> Outcome {
+    let header_timeout = app.config.header_timeout;
+    let idle_timeout = app.config.idle_connection_timeout;
+    // The first head is due `header_timeout` after the accept; a later one
+    // `header_timeout` after its first byte, and that first byte
+    // `idle_connection_timeout` after the answer before.
+    let mut head_due = Some(Instant::now() + header_timeout);
+    let mut idle_due = Instant::now() + idle_timeout;
     let mut buf = BytesMut::with_capacity(8192);
     let mut up: Option<Upstream> = None;
     // The request for the upstream, then the answer for the client.
@@ -109,24 +117,45 @@ pub async fn serve(
             if buf.capacity() - buf.len() < 1024 {
                 buf.reserve(8192);
             }
+            let due = match head_due {
+                None if buf.is_empty() => idle_due,
+                _ => *head_due.get_or_insert_with(|| Instant::now() + header_timeout),
+            };
             let read = tokio::select! {
-                r = client.read_buf(&mut buf) => r,
+                r = tokio::time::timeout_at(due, client.read_buf(&mut buf)) => r,
                 _ = stop.cancelled() => return Outcome::Closed,
             };
             match read {
-                Ok(0) | Err(_) => return Outcome::Closed,
-                Ok(_) => {}
+                Ok(Ok(0) | Err(_)) => return Outcome::Closed,
+                Ok(Ok(_)) => {}
+                Err(_) => {
+                    tracing::debug!(
+                        waited_for = if head_due.is_some() {
+                            "head"
+                        } else {
+                            "request"
+                        },
+                        "connection timed out"
+                    );
+                    return Outcome::Closed;
+                }
             }
         };
+        head_due = None;
         if plan.counts {
             app.activity.touch(ActivitySource::Proxy);
         }
         let total = plan.head_len + plan.body_len;
+        // A body may not pause longer than a head may take.
         while buf.len() < total {
             buf.reserve(total - buf.len());
-            match client.read_buf(&mut buf).await {
-                Ok(0) | Err(_) => return Outcome::Closed,
-                Ok(_) => {}
+            match tokio::time::timeout(header_timeout, client.read_buf(&mut buf)).await {
+                Ok(Ok(0) | Err(_)) => return Outcome::Closed,
+                Ok(Ok(_)) => {}
+                Err(_) => {
+                    tracing::debug!("request body paused longer than header_timeout");
+                    return Outcome::Closed;
+                }
             }
         }
         out.extend_from_slice(&buf[plan.head_len..total]);
@@ -153,6 +182,7 @@ pub async fn serve(
             let _ = client.shutdown().await;
             return Outcome::Closed;
         }
+        idle_due = Instant::now() + idle_timeout;
     }
 }
 

@@ -5,6 +5,7 @@ mod auth;
 mod forward;
 mod health;
 mod idle;
+mod limits;
 mod ports;
 mod process;
 mod proxy;
