@@ -5,7 +5,9 @@
 # 2. SLOW (2000) slowloris connections (half a request head each): the p99
 #    of a normal request and the daemon's RSS before, during and after
 #    (once header_timeout, HEADER_TIMEOUT here, has closed them).
-# Everything runs on loopback and stops by itself; prints Markdown.
+# BASE=path/to/workspaced adds another build's proxy to the download table,
+# in the same rounds. Everything runs on loopback and stops by itself;
+# prints Markdown.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -78,7 +80,7 @@ http {
 }
 CONF
 nginx -c "$work/up/nginx.conf" -p "$work/up" & pids+=($!)
-nginx -c "$work/rp/nginx.conf" -p "$work/rp" & pids+=($!)
+nginx -c "$work/rp/nginx.conf" -p "$work/rp" & NGPID=$!; pids+=($NGPID)
 
 TOKEN=bench-token-0123456789
 WORKSPACED_TOKEN=$TOKEN RUST_LOG=warn "$BIN" serve --listen "127.0.0.1:$WD" \
@@ -86,25 +88,54 @@ WORKSPACED_TOKEN=$TOKEN RUST_LOG=warn "$BIN" serve --listen "127.0.0.1:$WD" \
   --header-timeout "${HEADER_TIMEOUT}s" \
   2> "$work/workspaced.log" & WPID=$!; pids+=($WPID)
 
+if [ -n "${BASE:-}" ]; then
+  WB=$(free_port)
+  WORKSPACED_TOKEN=$TOKEN RUST_LOG=warn "$BASE" serve --listen "127.0.0.1:$WB" \
+    --workspace "$work/ws" --state-dir "$work/state-base" --default-visibility public \
+    2> "$work/base.log" & BPID=$!; pids+=($BPID)
+fi
+
 wait_for() { for _ in $(seq 200); do curl -fs -o /dev/null "$1" && return 0; sleep 0.05; done; echo "no answer from $1" >&2; cat "$work"/*.log "$work"/*/*.log >&2; exit 1; }
 wait_for "http://127.0.0.1:$UP/1k.bin"
 wait_for "http://127.0.0.1:$NG/1k.bin"
 wait_for "http://127.0.0.1:$WD/proxy/$UP/1k.bin"
+[ -n "${BASE:-}" ] && wait_for "http://127.0.0.1:$WB/proxy/$UP/1k.bin"
 
 echo "### Limits: $(date -u +%Y-%m-%d), $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg) at the start"
 echo
 # The file is sparse: its first read fills the page cache, so it is read
 # once before anything is measured.
 cat "$work/www/1g.bin" > /dev/null
+# MB/s, and the proxy's CPU seconds for the GiB (schedstat, all threads of
+# the given processes): on a shared machine the rate follows the load, the
+# CPU time much less.
 speed() { curl -s -o /dev/null -w '%{speed_download}' "$1"; }
+oncpu() { local s=0 p; for p in "$@"; do s=$((s + $(cat /proc/"$p"/task/*/schedstat 2>/dev/null | awk '{s+=$1} END {printf "%.0f", s}'))); done; echo $s; }
+measure() { # url pids...; sets MBS and CPUS
+  local url=$1; shift; local a b; a=$(oncpu "$@")
+  MBS=$(speed "$url"); b=$(oncpu "$@")
+  CPUS=$(python3 -c "print(f'{($b-$a)/1e9:.2f}')")
+}
 mb() { python3 -c "print(f'{$1/1e6:.0f}')"; }
-echo "| 1 GiB download, MB/s | direct | nginx proxy | workspaced proxy | workspaced / nginx |"
-echo "| --- | ---: | ---: | ---: | ---: |"
+if [ -n "${BASE:-}" ]; then
+  echo "| 1 GiB download: MB/s (proxy CPU s) | direct | nginx proxy | workspaced proxy | workspaced / nginx | BASE proxy | BASE / nginx |"
+  echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+else
+  echo "| 1 GiB download: MB/s (proxy CPU s) | direct | nginx proxy | workspaced proxy | workspaced / nginx |"
+  echo "| --- | ---: | ---: | ---: | ---: |"
+fi
+NGW=$(pgrep -P "$NGPID" | tr '\n' ' ')
 for round in $(seq "$ROUNDS"); do
   d=$(speed "http://127.0.0.1:$UP/1g.bin")
-  n=$(speed "http://127.0.0.1:$NG/1g.bin")
-  w=$(speed "http://127.0.0.1:$WD/proxy/$UP/1g.bin")
-  echo "| round $round | $(mb "$d") | $(mb "$n") | $(mb "$w") | $(python3 -c "print(f'{$w/$n:.2f}x')") |"
+  # shellcheck disable=SC2086
+  measure "http://127.0.0.1:$NG/1g.bin" $NGW; n=$MBS; nc=$CPUS
+  measure "http://127.0.0.1:$WD/proxy/$UP/1g.bin" "$WPID"; w=$MBS; wc=$CPUS
+  row="| round $round | $(mb "$d") | $(mb "$n") ($nc) | $(mb "$w") ($wc) | $(python3 -c "print(f'{$w/$n:.2f}x')") |"
+  if [ -n "${BASE:-}" ]; then
+    measure "http://127.0.0.1:$WB/proxy/$UP/1g.bin" "$BPID"; b=$MBS; bc=$CPUS
+    row="$row $(mb "$b") ($bc) | $(python3 -c "print(f'{$b/$n:.2f}x')") |"
+  fi
+  echo "$row"
 done
 echo
 

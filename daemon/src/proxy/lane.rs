@@ -43,8 +43,11 @@ const MAX_HEAD: usize = 64 * 1024;
 /// A request body up to this size is read whole and sent with its head; a
 /// larger one is streamed by the general path.
 const MAX_BODY: u64 = 64 * 1024;
-/// The most read from the upstream at once.
+/// What is read from the upstream at once, at first; while reads fill the
+/// buffer (a big body), it doubles up to [`MAX_CHUNK`], so a big download
+/// costs few system calls and a small answer little memory.
 const CHUNK: usize = 64 * 1024;
+const MAX_CHUNK: usize = 1024 * 1024;
 /// As the general path's connector.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -676,6 +679,7 @@ async fn relay(
     let mut body = head.body;
     let mut done = matches!(body, ResponseBody::Empty);
     let mut clean = true;
+    let mut want = CHUNK;
     loop {
         // How much of what was read belongs to the body; the rest ends
         // the upstream connection's use.
@@ -725,10 +729,12 @@ async fn relay(
         if done {
             break;
         }
-        if ubuf.capacity() < CHUNK {
-            ubuf.reserve(CHUNK);
+        if ubuf.capacity() < want {
+            ubuf.reserve(want);
         }
+        let spare = ubuf.capacity() - ubuf.len();
         match u.stream.read_buf(ubuf).await {
+            Ok(n) if n == spare && want < MAX_CHUNK => want *= 2,
             Ok(0) if matches!(body, ResponseBody::UntilClose) => {
                 out.extend_from_slice(b"0\r\n\r\n");
                 done = true;
@@ -740,6 +746,10 @@ async fn relay(
             }
             Ok(_) => {}
         }
+    }
+    // Between answers a kept connection holds only a small buffer.
+    if ubuf.capacity() > CHUNK {
+        *ubuf = BytesMut::with_capacity(CHUNK);
     }
     if !(clean && head.keep_alive) {
         *up = None;

@@ -15,6 +15,21 @@ use crate::ports::wait_listening;
 /// A request head cut before its end.
 const HALF_HEAD: &[u8] = b"GET /api/v1/status HTTP/1.1\r\nHost: x\r\nX-Slow: ";
 
+/// Thousands of sockets need more descriptors than the usual soft limit
+/// (1024) gives this process; the daemon raises its own.
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
+    }
+    let (soft, _) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    assert!(
+        soft >= 8192,
+        "this test needs 8192 open files, the hard limit is {soft}"
+    );
+}
+
 fn get(path: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n")
 }
@@ -236,6 +251,7 @@ async fn past_max_connections_a_connection_waits_for_a_place() {
 #[tokio::test]
 async fn two_thousand_slow_heads_do_not_stall_the_daemon() {
     const SLOW: usize = 2000;
+    raise_fd_limit();
     let d = TestDaemon::builder().arg("header-timeout", "4s").start();
     let mut slow = Vec::with_capacity(SLOW);
     for _ in 0..SLOW {
@@ -261,6 +277,7 @@ async fn two_thousand_slow_heads_do_not_stall_the_daemon() {
 #[tokio::test]
 async fn a_thousand_kept_alive_proxied_connections_are_all_answered() {
     const CLIENTS: usize = 1000;
+    raise_fd_limit();
     let d = TestDaemon::builder()
         .arg("default-visibility", "public")
         .start();
