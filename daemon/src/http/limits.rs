@@ -208,3 +208,105 @@ fn timed_out(wait: Wait) -> io::Error {
     tracing::debug!(what, "connection closed");
     io::Error::new(io::ErrorKind::TimedOut, what)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::framing::{Framing, UpgradeAnswer};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+    const T: Timeouts = Timeouts {
+        header: Duration::from_secs(30),
+        idle: Duration::from_secs(300),
+    };
+
+    fn conn() -> (Framing<DuplexStream>, DuplexStream, Arc<InFlight>) {
+        let (ours, peer) = tokio::io::duplex(1 << 16);
+        let in_flight = Arc::new(InFlight::default());
+        let limits = Limits::new(T, in_flight.clone(), None);
+        let framing = Framing::new(ours, Arc::new(UpgradeAnswer::default())).with_limits(limits);
+        (framing, peer, in_flight)
+    }
+
+    /// Reads until the connection fails; how long that took.
+    async fn fails_after(f: &mut Framing<DuplexStream>) -> Duration {
+        let start = Instant::now();
+        let mut buf = [0u8; 1024];
+        loop {
+            match f.read(&mut buf).await {
+                Ok(0) => panic!("ended without a timeout"),
+                Ok(_) => {}
+                Err(e) => {
+                    assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+                    return start.elapsed();
+                }
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_that_sends_nothing_has_header_timeout() {
+        let (mut f, _peer, _) = conn();
+        assert_eq!(fails_after(&mut f).await, T.header);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idleness_starts_when_the_last_answer_ends_and_a_new_head_has_header_timeout() {
+        let (mut f, mut peer, in_flight) = conn();
+        let mut buf = [0u8; 1024];
+        peer.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        assert!(f.read(&mut buf).await.unwrap() > 0);
+
+        // While the request is in flight, a read waits past both limits.
+        let guard = in_flight.start();
+        let waited = tokio::time::timeout(T.idle * 2, f.read(&mut buf)).await;
+        assert!(waited.is_err(), "{waited:?}");
+        // Once it has ended, the idle limit runs.
+        drop(guard);
+        let idle = tokio::time::timeout(Duration::from_secs(100), f.read(&mut buf)).await;
+        assert!(idle.is_err(), "{idle:?}");
+        // Half a head: header_timeout from its first byte, not what is
+        // left of the idle limit.
+        peer.write_all(b"GET / HT").await.unwrap();
+        assert_eq!(fails_after(&mut f).await, T.header);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_last_answer_ending_wakes_a_waiting_reader() {
+        let (mut f, mut peer, in_flight) = conn();
+        peer.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 1024];
+        assert!(f.read(&mut buf).await.unwrap() > 0);
+        let guard = in_flight.start();
+        let ends = async {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            drop(guard);
+        };
+        // The read that started while the request was in flight times out
+        // idle_connection_timeout after it ended, without a byte to wake it.
+        let (took, ()) = tokio::join!(fails_after(&mut f), ends);
+        assert_eq!(took, Duration::from_secs(10) + T.idle);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_pauses_longer_than_header_timeout_fails() {
+        let (mut f, mut peer, _in_flight) = conn();
+        peer.write_all(b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhalf.")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 1024];
+        let mut got = 0;
+        while got < "PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhalf.".len() {
+            got += f.read(&mut buf).await.unwrap();
+        }
+        // A body that goes on in time is read.
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        peer.write_all(b"ha").await.unwrap();
+        assert_eq!(f.read(&mut buf).await.unwrap(), 2);
+        assert_eq!(fails_after(&mut f).await, T.header);
+    }
+}
