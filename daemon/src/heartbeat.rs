@@ -7,7 +7,11 @@
 //! [`Heartbeat`] wraps the socket below the route's code, which splits it
 //! into a reader and a writer as before: the reader's polls send the pings
 //! and see the deadline; the writer's polls see a stalled peer. Pongs are
-//! swallowed here; the route sees every other frame unchanged.
+//! swallowed here; the route sees every other frame unchanged. A ping goes
+//! out after an interval without a frame, and the peer has one more
+//! interval to answer it; the clock runs only while the reader reads, so a
+//! reader that was busy (a terminal's input waiting for the PTY) never
+//! takes its own delay for the peer's.
 
 use std::future::Future;
 use std::io;
@@ -30,7 +34,8 @@ pub struct Heartbeat {
     interval: Duration,
     /// When the peer last sent a frame (a pong included).
     seen: Instant,
-    next_ping: Instant,
+    /// When the ping now awaiting an answer fell due.
+    ping_sent: Option<Instant>,
     /// The reader's timer: the next ping or the deadline, whichever is first.
     tick: Pin<Box<Sleep>>,
     ping_due: bool,
@@ -71,7 +76,7 @@ impl Heartbeat {
             inner,
             interval,
             seen: now,
-            next_ping: now + interval,
+            ping_sent: None,
             tick: Box::pin(tokio::time::sleep_until(now + interval)),
             ping_due: false,
             flush_due: false,
@@ -83,7 +88,7 @@ impl Heartbeat {
         }
     }
 
-    /// How long a peer may stay silent, or stall the writer.
+    /// How long the writer may wait for the peer to take bytes.
     fn timeout(&self) -> Duration {
         self.interval.saturating_mul(2)
     }
@@ -180,6 +185,7 @@ impl Stream for Heartbeat {
             match Pin::new(&mut this.inner).poll_next(cx) {
                 Poll::Ready(Some(Ok(msg))) => {
                     this.seen = Instant::now();
+                    this.ping_sent = None;
                     if !matches!(msg, Message::Pong(_)) {
                         return Poll::Ready(Some(Ok(msg)));
                     }
@@ -189,21 +195,27 @@ impl Stream for Heartbeat {
             }
         }
         let now = Instant::now();
-        let deadline = this.seen + this.timeout();
-        if now >= deadline {
-            this.died();
-            return Poll::Ready(None);
-        }
-        if now >= this.next_ping {
-            this.ping_due = true;
-            this.next_ping = now + this.interval;
+        match this.ping_sent {
+            Some(sent) if now >= sent + this.interval => {
+                this.died();
+                return Poll::Ready(None);
+            }
+            Some(_) => {}
+            None if now >= this.seen + this.interval => {
+                this.ping_due = true;
+                this.ping_sent = Some(now);
+            }
+            None => {}
         }
         if this.ping_due || this.flush_due {
             this.send_ping();
         }
-        // Both instants only move later, so a timer set earlier fires early
-        // at worst, and is set again here.
-        let at = this.next_ping.min(deadline);
+        // The next ping or the deadline: it only moves later, so a timer
+        // set earlier fires early at worst, and is set again here.
+        let at = match this.ping_sent {
+            Some(sent) => sent + this.interval,
+            None => this.seen + this.interval,
+        };
         if this.tick.is_elapsed() || this.tick.deadline() > at {
             this.tick.as_mut().reset(at);
         }
