@@ -10,6 +10,7 @@ pub mod events;
 pub mod files;
 pub mod forward;
 pub mod health;
+pub mod heartbeat;
 pub mod http;
 pub mod http_client;
 pub mod idle;

@@ -122,8 +122,24 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// Raises the soft limit on open files to the hard one, as servers do:
+/// every connection, terminal and watched file costs a descriptor, and the
+/// usual soft limit (1024) is below `max_connections`' default.
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => tracing::debug!(from = soft, to = hard, "raised the open files limit"),
+            Err(e) => tracing::warn!(error = %e, soft, hard, "cannot raise the open files limit"),
+        },
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot read the open files limit"),
+    }
+}
+
 fn serve(config: Config) -> ExitCode {
     init_logging(config.log_format);
+    raise_fd_limit();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     // Two workers, unless tokio's own TOKIO_WORKER_THREADS says otherwise.
     if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {

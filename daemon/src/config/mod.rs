@@ -139,6 +139,10 @@ pub struct Config {
     /// How long the proxy waits for an app's answer: 60 s, or the hidden
     /// `WORKSPACED_UPSTREAM_TIMEOUT` (a duration) so tests need not wait.
     pub upstream_timeout: Duration,
+    /// How often a WebSocket the daemon serves pings its peer (closed after
+    /// twice this without a frame back): 25 s, or the hidden
+    /// `WORKSPACED_WS_PING_INTERVAL` (a duration) so tests need not wait.
+    pub ws_ping_interval: Duration,
 }
 
 /// A checked value of one setting.
@@ -580,6 +584,12 @@ fn build(mut vals: BTreeMap<&'static str, Val>, sources: &Sources) -> Result<Con
             .and_then(|s| parse_duration(s))
             .filter(|d| !d.is_zero())
             .unwrap_or(Duration::from_secs(60)),
+        ws_ping_interval: sources
+            .env
+            .get("WORKSPACED_WS_PING_INTERVAL")
+            .and_then(|s| parse_duration(s))
+            .filter(|d| !d.is_zero())
+            .unwrap_or(crate::heartbeat::DEFAULT_INTERVAL),
     })
 }
 

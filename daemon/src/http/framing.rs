@@ -23,6 +23,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::limits::{Limits, Wait};
 use super::ApiError;
 
 /// The header of the stand-in head; its value names the refusal. A client
@@ -380,6 +381,8 @@ pub struct Framing<IO> {
     state: State,
     answer: Arc<UpgradeAnswer>,
     drained: usize,
+    /// The connection's time limits, applied whenever it waits for the peer.
+    limits: Option<Limits>,
 }
 
 impl<IO> Framing<IO> {
@@ -398,7 +401,14 @@ impl<IO> Framing<IO> {
             state: State::Head,
             answer,
             drained: 0,
+            limits: None,
         }
+    }
+
+    /// Applies `limits` to every wait for the peer until the protocol switches.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = Some(limits);
+        self
     }
 }
 
@@ -520,7 +530,22 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Framing<IO> {
         cx: &mut Context<'_>,
         out: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        self.get_mut().poll_next(cx, out)
+        let this = self.get_mut();
+        let polled = this.poll_next(cx, out);
+        let Some(limits) = this.limits.as_mut() else {
+            return polled;
+        };
+        if polled.is_ready() {
+            limits.progressed();
+            return polled;
+        }
+        let wait = match this.state {
+            State::Head if this.buf.is_empty() => Some(Wait::Idle),
+            State::Head => Some(Wait::Head),
+            State::Body { .. } => Some(Wait::Body),
+            State::Upgrade | State::Raw | State::Refused => None,
+        };
+        limits.poll_wait(wait, cx).map(Err)
     }
 }
 

@@ -7,6 +7,7 @@ mod extract;
 mod files;
 pub(crate) mod framing;
 pub(crate) mod guard;
+pub(crate) mod limits;
 pub(crate) mod pages;
 mod ports;
 pub mod serve;

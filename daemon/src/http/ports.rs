@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, WebSocketUpgrade};
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
@@ -17,6 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::{ApiError, ApiJson, AppState};
 use crate::activity::Source as ActivitySource;
 use crate::config::Visibility;
+use crate::heartbeat::Heartbeat;
 use crate::ports::{PortInfo, SetError};
 use crate::proxy;
 
@@ -119,6 +120,7 @@ pub async fn tunnel(
     let _ = stream.set_nodelay(true);
     let activity = app.activity.clone();
     let (token, cancel) = app.proxy.task();
+    let every = app.config.ws_ping_interval;
     Ok(ws
         .max_message_size(usize::MAX)
         .max_frame_size(usize::MAX)
@@ -126,7 +128,7 @@ pub async fn tunnel(
             let _owned = token;
             tokio::select! {
                 _ = cancel.cancelled() => {}
-                _ = bridge(socket, stream, activity) => {}
+                _ = bridge(Heartbeat::new(socket, every), stream, activity) => {}
             }
         }))
 }
@@ -136,7 +138,7 @@ const TUNNEL_CHUNK: usize = 256 * 1024;
 
 /// One tunnel: when either side ends, the other is closed.
 async fn bridge(
-    socket: WebSocket,
+    socket: Heartbeat,
     stream: tokio::net::TcpStream,
     activity: crate::activity::Activity,
 ) {

@@ -2,7 +2,9 @@
 //! which serves plain proxied requests itself; whatever the lane hands over
 //! is wrapped in [`Framing`], served by hyper's HTTP/1 (with upgrades)
 //! through the router, and asked to finish its current request when the
-//! daemon stops serving.
+//! daemon stops serving. At most `max_connections` are served at once: the
+//! loop accepts only with a free place, so the rest wait in the kernel's
+//! backlog.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,11 +15,13 @@ use hyper::service::Service;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::framing::{Framing, UpgradeAnswer};
+use super::limits::{InFlight, Limits, Timeouts, Tracked};
 use super::AppState;
 use crate::proxy::lane;
 
@@ -27,7 +31,17 @@ use crate::proxy::lane;
 pub async fn serve(listener: TcpListener, app: AppState, stop: CancellationToken) {
     let connections = TaskTracker::new();
     let router = TowerToHyperService::new(super::router(app.clone()));
+    let places = Arc::new(Semaphore::new(app.config.max_connections));
+    let timeouts = Timeouts::of(&app.config);
     loop {
+        // A place first: without one, nothing is accepted.
+        let place = tokio::select! {
+            _ = stop.cancelled() => break,
+            place = places.clone().acquire_owned() => match place {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
         let (stream, peer) = tokio::select! {
             _ = stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
@@ -53,12 +67,23 @@ pub async fn serve(listener: TcpListener, app: AppState, stop: CancellationToken
                     lane::Outcome::Handoff(stream, read) => (stream, read),
                 };
                 let answer = Arc::new(UpgradeAnswer::default());
-                let io = TokioIo::new(Framing::resume(stream, answer.clone(), read));
+                let in_flight = Arc::new(InFlight::default());
+                // The place goes with the reader, into an upgraded connection too.
+                let limits = Limits::new(timeouts, in_flight.clone(), Some(place));
+                let framing = Framing::resume(stream, answer.clone(), read).with_limits(limits);
+                let io = TokioIo::new(framing);
                 let service =
                     hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+                        let guard = in_flight.start();
                         req.extensions_mut().insert(ConnectInfo(peer));
                         req.extensions_mut().insert(answer.clone());
-                        router.call(req)
+                        let answered = router.call(req);
+                        async move {
+                            let resp = answered.await?;
+                            Ok::<_, std::convert::Infallible>(
+                                resp.map(|b| axum::body::Body::new(Tracked::new(b, guard))),
+                            )
+                        }
                     });
                 let conn = hyper::server::conn::http1::Builder::new()
                     .serve_connection(io, service)

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
@@ -16,6 +16,7 @@ use tokio::sync::{broadcast, mpsc};
 use super::files::{entry_json, run_apply, ApplyAnswer, ApplyRequest};
 use super::{ApiError, AppState};
 use crate::activity::Source as ActivitySource;
+use crate::heartbeat::Heartbeat;
 use crate::sync::{Event, EventKind};
 
 const CLOSE_GOING_AWAY: u16 = 1001;
@@ -68,10 +69,13 @@ pub async fn sync(
     Ok(ws
         .max_message_size(app.config.max_ws_message_bytes)
         .max_frame_size(app.config.max_ws_message_bytes)
-        .on_upgrade(move |socket| run(socket, app, q)))
+        .on_upgrade(move |socket| {
+            let every = app.config.ws_ping_interval;
+            run(Heartbeat::new(socket, every), app, q)
+        }))
 }
 
-async fn run(socket: WebSocket, app: AppState, q: SyncQuery) {
+async fn run(socket: Heartbeat, app: AppState, q: SyncQuery) {
     let client: Arc<str> = client_id().into();
     let since = q.since.map(|s| (q.epoch.as_deref().unwrap_or(""), s));
     let sub = app.sync.subscribe(since);

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -11,6 +11,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 
 use super::{ApiError, ApiJson, AppState};
+use crate::heartbeat::Heartbeat;
 use crate::terminal::{self, CreateError, Spec, TerminalInfo};
 
 #[derive(Debug, Deserialize)]
@@ -141,10 +142,14 @@ pub async fn attach(
     })?;
     let limit = app.terminals.settings.client_queue_bytes;
     let activity = app.activity.clone();
+    let every = app.config.ws_ping_interval;
     Ok(ws
         .max_message_size(app.config.max_ws_message_bytes)
         .max_frame_size(app.config.max_ws_message_bytes)
-        .on_upgrade(move |socket| terminal::attach::run(socket, t, offset, limit, activity)))
+        .on_upgrade(move |socket| {
+            let socket = Heartbeat::new(socket, every);
+            terminal::attach::run(socket, t, offset, limit, activity)
+        }))
 }
 
 pub async fn events(
@@ -155,13 +160,14 @@ pub async fn events(
         ApiError::bad_request("websocket_required", "this route takes a WebSocket upgrade")
     })?;
     let rx = app.events.subscribe();
+    let every = app.config.ws_ping_interval;
     Ok(ws
         .max_message_size(app.config.max_ws_message_bytes)
-        .on_upgrade(move |socket| stream_events(socket, rx)))
+        .on_upgrade(move |socket| stream_events(Heartbeat::new(socket, every), rx)))
 }
 
 async fn stream_events(
-    socket: WebSocket,
+    socket: Heartbeat,
     mut rx: tokio::sync::broadcast::Receiver<crate::events::Event>,
 ) {
     let (mut sink, mut stream) = socket.split();

@@ -19,6 +19,7 @@ use axum::http::StatusCode;
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::policy::{self, Verdict};
@@ -42,8 +43,11 @@ const MAX_HEAD: usize = 64 * 1024;
 /// A request body up to this size is read whole and sent with its head; a
 /// larger one is streamed by the general path.
 const MAX_BODY: u64 = 64 * 1024;
-/// The most read from the upstream at once.
+/// What is read from the upstream at once, at first; while reads fill the
+/// buffer (a big body), it doubles up to [`MAX_CHUNK`], so a big download
+/// costs few system calls and a small answer little memory.
 const CHUNK: usize = 64 * 1024;
+const MAX_CHUNK: usize = 1024 * 1024;
 /// As the general path's connector.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -94,6 +98,13 @@ pub async fn serve(
     peer: SocketAddr,
     stop: &CancellationToken,
 ) -> Outcome {
+    let header_timeout = app.config.header_timeout;
+    let idle_timeout = app.config.idle_connection_timeout;
+    // The first head is due `header_timeout` after the accept; a later one
+    // `header_timeout` after its first byte, and that first byte
+    // `idle_connection_timeout` after the answer before.
+    let mut head_due = Some(Instant::now() + header_timeout);
+    let mut idle_due = Instant::now() + idle_timeout;
     let mut buf = BytesMut::with_capacity(8192);
     let mut up: Option<Upstream> = None;
     // The request for the upstream, then the answer for the client.
@@ -109,24 +120,45 @@ pub async fn serve(
             if buf.capacity() - buf.len() < 1024 {
                 buf.reserve(8192);
             }
+            let due = match head_due {
+                None if buf.is_empty() => idle_due,
+                _ => *head_due.get_or_insert_with(|| Instant::now() + header_timeout),
+            };
             let read = tokio::select! {
-                r = client.read_buf(&mut buf) => r,
+                r = tokio::time::timeout_at(due, client.read_buf(&mut buf)) => r,
                 _ = stop.cancelled() => return Outcome::Closed,
             };
             match read {
-                Ok(0) | Err(_) => return Outcome::Closed,
-                Ok(_) => {}
+                Ok(Ok(0) | Err(_)) => return Outcome::Closed,
+                Ok(Ok(_)) => {}
+                Err(_) => {
+                    tracing::debug!(
+                        waited_for = if head_due.is_some() {
+                            "head"
+                        } else {
+                            "request"
+                        },
+                        "connection timed out"
+                    );
+                    return Outcome::Closed;
+                }
             }
         };
+        head_due = None;
         if plan.counts {
             app.activity.touch(ActivitySource::Proxy);
         }
         let total = plan.head_len + plan.body_len;
+        // A body may not pause longer than a head may take.
         while buf.len() < total {
             buf.reserve(total - buf.len());
-            match client.read_buf(&mut buf).await {
-                Ok(0) | Err(_) => return Outcome::Closed,
-                Ok(_) => {}
+            match tokio::time::timeout(header_timeout, client.read_buf(&mut buf)).await {
+                Ok(Ok(0) | Err(_)) => return Outcome::Closed,
+                Ok(Ok(_)) => {}
+                Err(_) => {
+                    tracing::debug!("request body paused longer than header_timeout");
+                    return Outcome::Closed;
+                }
             }
         }
         out.extend_from_slice(&buf[plan.head_len..total]);
@@ -153,6 +185,7 @@ pub async fn serve(
             let _ = client.shutdown().await;
             return Outcome::Closed;
         }
+        idle_due = Instant::now() + idle_timeout;
     }
 }
 
@@ -621,6 +654,7 @@ async fn relay(
     let mut body = head.body;
     let mut done = matches!(body, ResponseBody::Empty);
     let mut clean = true;
+    let mut want = CHUNK;
     loop {
         // How much of what was read belongs to the body; the rest ends
         // the upstream connection's use.
@@ -670,10 +704,12 @@ async fn relay(
         if done {
             break;
         }
-        if ubuf.capacity() < CHUNK {
-            ubuf.reserve(CHUNK);
+        if ubuf.capacity() < want {
+            ubuf.reserve(want);
         }
+        let spare = ubuf.capacity() - ubuf.len();
         match u.stream.read_buf(ubuf).await {
+            Ok(n) if n == spare && want < MAX_CHUNK => want *= 2,
             Ok(0) if matches!(body, ResponseBody::UntilClose) => {
                 out.extend_from_slice(b"0\r\n\r\n");
                 done = true;
@@ -685,6 +721,10 @@ async fn relay(
             }
             Ok(_) => {}
         }
+    }
+    // Between answers a kept connection holds only a small buffer.
+    if ubuf.capacity() > CHUNK {
+        *ubuf = BytesMut::with_capacity(CHUNK);
     }
     if !(clean && head.keep_alive) {
         *up = None;

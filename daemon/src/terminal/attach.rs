@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use axum::extract::ws::{CloseFrame, Message};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
@@ -44,7 +44,7 @@ fn error_frame(code: &str, message: &str) -> Message {
 /// Runs an attached client until it leaves, the terminal exits, or the
 /// daemon shuts down. `offset` is the client's resume point, if any.
 pub async fn run(
-    socket: WebSocket,
+    socket: crate::heartbeat::Heartbeat,
     t: Arc<Terminal>,
     offset: Option<u64>,
     queue_limit: usize,

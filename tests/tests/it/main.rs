@@ -6,6 +6,7 @@ mod devfile;
 mod forward;
 mod health;
 mod idle;
+mod limits;
 mod origins;
 mod ports;
 mod process;
