@@ -13,6 +13,7 @@ pub mod health;
 pub mod http;
 pub mod http_client;
 pub mod idle;
+pub mod memory;
 pub mod origin;
 pub mod ports;
 pub mod proxy;

@@ -209,6 +209,7 @@ pub async fn run(
     ));
     ports::spawn_detector(ports.clone(), activity.clone(), &tracker, cancel.clone());
     let proxy = Proxy::new(config.upstream_timeout, tracker.clone(), cancel.clone());
+    crate::memory::spawn(&tracker, cancel.clone());
     let app = Arc::new(App {
         auth: Authenticator::new(
             &token,
