@@ -288,7 +288,9 @@ pub fn read_at<D: AsFd>(dir: &D, name: &str) -> Result<Option<Content>, ReadErro
             bytes: target,
         })),
         Some(Opened::File { mut file, meta }) => {
-            let mut bytes = Vec::with_capacity(usize::try_from(meta.size).unwrap_or(0));
+            // The size is a hint only: a sparse file may claim terabytes.
+            let hint = usize::try_from(meta.size).map_or(0, |n| n.min(16 << 20));
+            let mut bytes = Vec::with_capacity(hint);
             file.read_to_end(&mut bytes).map_err(PathError::Io)?;
             Ok(Some(Content { meta, bytes }))
         }

@@ -107,7 +107,7 @@ impl EventLog {
     }
 
     pub fn push(&mut self, kind: EventKind, origin: Option<Arc<str>>, now: Instant) -> Arc<Event> {
-        self.last_seq += 1;
+        self.last_seq = self.last_seq.saturating_add(1);
         let ev = Arc::new(Event {
             seq: self.last_seq,
             origin,
