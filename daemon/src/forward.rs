@@ -12,8 +12,10 @@ use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, Message};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-/// The most read from a local connection at once: one WebSocket frame.
-const CHUNK: usize = 256 * 1024;
+/// The most read from a local connection at once: one WebSocket message.
+/// Small, so that the daemon never holds a large message whole, and far
+/// below any `max_ws_message_bytes` a daemon would be given.
+pub const CHUNK: usize = 64 * 1024;
 
 /// What to forward where.
 #[derive(Clone, PartialEq, Eq)]
@@ -169,10 +171,11 @@ async fn carry(conn: TcpStream, f: &Forward, tls: native_tls::TlsConnector) -> a
     let (mut tcp_in, mut tcp_out) = conn.into_split();
     let up = async move {
         // Each read becomes a frame without a copy (see the daemon's side).
+        use bytes::BufMut;
         let mut buf = bytes::BytesMut::new();
         loop {
             buf.reserve(CHUNK);
-            match tcp_in.read_buf(&mut buf).await {
+            match tcp_in.read_buf(&mut (&mut buf).limit(CHUNK)).await {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {
                     if sink

@@ -14,6 +14,7 @@ pub mod heartbeat;
 pub mod http;
 pub mod http_client;
 pub mod idle;
+pub mod memory;
 pub mod origin;
 pub mod ports;
 pub mod proxy;

@@ -223,6 +223,7 @@ pub async fn run(
         cancel.clone(),
     );
     let session_ttl = config.session_ttl;
+    crate::memory::spawn(&tracker, cancel.clone());
     let app = Arc::new(App {
         auth: Authenticator::new(
             &token,

@@ -1,6 +1,7 @@
 //! The few system calls the `nix` crate does not wrap for a raw descriptor
 //! owned by another crate (portable-pty's master), and the one step run in a
-//! child between fork and exec. Each is one small function.
+//! child between fork and exec, and the allocator's tuning and trim. Each
+//! is one small function.
 #![allow(unsafe_code)]
 
 use std::os::fd::RawFd;
@@ -46,4 +47,22 @@ pub fn kill_with_parent(cmd: &mut tokio::process::Command) {
             Ok(())
         });
     }
+}
+
+/// Fixes glibc's mmap and trim thresholds, in bytes (`memory.rs` says why).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub fn malloc_thresholds(mmap: usize, trim: usize) {
+    let as_int = |n: usize| libc::c_int::try_from(n).unwrap_or(libc::c_int::MAX);
+    // SAFETY: mallopt only sets the allocator's parameters.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, as_int(mmap));
+        libc::mallopt(libc::M_TRIM_THRESHOLD, as_int(trim));
+    }
+}
+
+/// Returns glibc's free pages to the OS; whether any were.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub fn malloc_trim() -> bool {
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe { libc::malloc_trim(0) != 0 }
 }

@@ -123,43 +123,175 @@ impl From<Errno> for ReadError {
     }
 }
 
+/// What says that a file's content may have changed: any write moves its
+/// ctime, which no caller can set back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sig {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i128,
+    pub ctime_ns: i128,
+}
+
+pub fn sig_of(st: &nix::sys::stat::FileStat) -> Sig {
+    Sig {
+        dev: st.st_dev,
+        ino: st.st_ino,
+        size: u64::try_from(st.st_size).unwrap_or(0),
+        mtime_ns: st.st_mtime as i128 * 1_000_000_000 + st.st_mtime_nsec as i128,
+        ctime_ns: st.st_ctime as i128 * 1_000_000_000 + st.st_ctime_nsec as i128,
+    }
+}
+
+/// Written to every time it was read: no version can be named.
+fn changing() -> ReadError {
+    ReadError::Path(PathError::Io(std::io::Error::other(
+        "the file kept changing while it was read",
+    )))
+}
+
+/// An entry opened for reading: a regular file (read in bounded pieces,
+/// never whole) or a symlink's target text.
+#[derive(Debug)]
+pub enum Opened {
+    File { file: std::fs::File, meta: Meta },
+    Symlink { meta: Meta, target: Vec<u8> },
+}
+
+/// Opens `name` in `dir` without following it; `None` when it does not exist.
+pub fn open_at<D: AsFd>(dir: &D, name: &str) -> Result<Option<Opened>, ReadError> {
+    // A regular file swapped for a symlink between stat and open is read as
+    // that symlink; a bounded number of swaps, then it is refused.
+    for _ in 0..8 {
+        let Some(meta) = stat_at(dir, name)? else {
+            return Ok(None);
+        };
+        match meta.kind {
+            Kind::Dir => return Err(ReadError::IsDir),
+            Kind::Other => return Err(ReadError::NotAFile),
+            Kind::Symlink => {
+                return match readlinkat(dir, OsStr::new(name)) {
+                    Ok(t) => Ok(Some(Opened::Symlink {
+                        meta,
+                        target: t.as_bytes().to_vec(),
+                    })),
+                    Err(Errno::ENOENT) => Ok(None),
+                    Err(Errno::EINVAL) => continue,
+                    Err(e) => Err(e.into()),
+                }
+            }
+            Kind::File => {
+                let fd = match openat(
+                    dir,
+                    OsStr::new(name),
+                    OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
+                    Mode::empty(),
+                ) {
+                    Ok(fd) => fd,
+                    Err(Errno::ENOENT) => return Ok(None),
+                    Err(Errno::ELOOP) => continue,
+                    Err(e) => return Err(e.into()),
+                };
+                let file = std::fs::File::from(fd);
+                let meta = meta_of(&nix::sys::stat::fstat(&file)?);
+                if meta.kind != Kind::File {
+                    return Err(ReadError::NotAFile);
+                }
+                return Ok(Some(Opened::File { file, meta }));
+            }
+        }
+    }
+    Err(changing())
+}
+
+/// Bytes read at once by a bounded pass over a file.
+pub const READ_CHUNK: usize = 64 * 1024;
+
+/// Reads exactly `buf.len()` bytes at `offset`; false when the file ended first.
+pub fn read_exact_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<bool> {
+    use std::os::unix::fs::FileExt;
+    let mut done = 0usize;
+    while done < buf.len() {
+        let at = offset
+            .checked_add(done as u64)
+            .ok_or_else(|| std::io::Error::other("file offset overflows"))?;
+        match file.read_at(&mut buf[done..], at) {
+            Ok(0) => return Ok(false),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+/// The blob id of an open file, hashed in `READ_CHUNK` pieces, with the
+/// signature it had throughout; an error when it was written to every
+/// time it was read.
+pub fn hash_file(file: &std::fs::File) -> Result<(String, Sig), ReadError> {
+    use sha1::{Digest, Sha1};
+    let mut buf = vec![0u8; READ_CHUNK];
+    for _ in 0..3 {
+        let before = sig_of(&nix::sys::stat::fstat(file)?);
+        let mut h = Sha1::new();
+        h.update(format!("blob {}\0", before.size).as_bytes());
+        let mut offset = 0u64;
+        let mut complete = true;
+        while offset < before.size {
+            let n = usize::try_from(before.size - offset).map_or(READ_CHUNK, |r| r.min(READ_CHUNK));
+            let piece = &mut buf[..n];
+            if !read_exact_at(file, piece, offset).map_err(PathError::Io)? {
+                complete = false;
+                break;
+            }
+            h.update(&*piece);
+            offset += n as u64;
+        }
+        let after = sig_of(&nix::sys::stat::fstat(file)?);
+        if complete && after == before {
+            return Ok((hex::encode(h.finalize()), before));
+        }
+    }
+    Err(changing())
+}
+
+/// The meta, blob id and signature of `name` in `dir`, read in bounded
+/// pieces whatever its size; `None` when it does not exist.
+pub fn version_at<D: AsFd>(
+    dir: &D,
+    name: &str,
+) -> Result<Option<(Meta, String, Option<Sig>)>, ReadError> {
+    Ok(match open_at(dir, name)? {
+        None => None,
+        Some(Opened::Symlink { meta, target }) => Some((meta, blob_oid(&target), None)),
+        Some(Opened::File { file, meta }) => {
+            let (oid, sig) = hash_file(&file)?;
+            Some((
+                Meta {
+                    size: sig.size,
+                    ..meta
+                },
+                oid,
+                Some(sig),
+            ))
+        }
+    })
+}
+
 /// Reads `name` in `dir` without following it; `None` when it does not exist.
 pub fn read_at<D: AsFd>(dir: &D, name: &str) -> Result<Option<Content>, ReadError> {
-    let Some(meta) = stat_at(dir, name)? else {
-        return Ok(None);
-    };
-    match meta.kind {
-        Kind::Dir => Err(ReadError::IsDir),
-        Kind::Other => Err(ReadError::NotAFile),
-        Kind::Symlink => match readlinkat(dir, OsStr::new(name)) {
-            Ok(t) => Ok(Some(Content {
-                meta,
-                bytes: t.as_bytes().to_vec(),
-            })),
-            Err(Errno::ENOENT) => Ok(None),
-            Err(e) => Err(e.into()),
-        },
-        Kind::File => {
-            let fd = match openat(
-                dir,
-                OsStr::new(name),
-                OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
-                Mode::empty(),
-            ) {
-                Ok(fd) => fd,
-                Err(Errno::ENOENT) => return Ok(None),
-                // Swapped for a symlink since the stat: read that instead.
-                Err(Errno::ELOOP) => return read_at(dir, name),
-                Err(e) => return Err(e.into()),
-            };
-            let mut f = std::fs::File::from(fd);
-            let st = nix::sys::stat::fstat(&f)?;
-            let meta = meta_of(&st);
-            if meta.kind != Kind::File {
-                return Err(ReadError::NotAFile);
-            }
-            let mut bytes = Vec::with_capacity(meta.size as usize);
-            f.read_to_end(&mut bytes).map_err(PathError::Io)?;
+    match open_at(dir, name)? {
+        None => Ok(None),
+        Some(Opened::Symlink { meta, target }) => Ok(Some(Content {
+            meta,
+            bytes: target,
+        })),
+        Some(Opened::File { mut file, meta }) => {
+            // The size is a hint only: a sparse file may claim terabytes.
+            let hint = usize::try_from(meta.size).map_or(0, |n| n.min(16 << 20));
+            let mut bytes = Vec::with_capacity(hint);
+            file.read_to_end(&mut bytes).map_err(PathError::Io)?;
             Ok(Some(Content { meta, bytes }))
         }
     }
@@ -212,6 +344,102 @@ impl PendingDirs {
     }
 }
 
+/// The permission bits a write of `name` gives it: an existing regular
+/// file's are kept; anything else becomes 0644.
+pub fn perm_for(dir: &OwnedFd, name: &str) -> Result<u32, PathError> {
+    Ok(match stat_at(dir, name)? {
+        Some(m) if m.kind == Kind::File => m.perm,
+        _ => 0o644,
+    })
+}
+
+/// A temporary file beside the file it will replace; removed when dropped
+/// unless it was renamed over its target.
+#[derive(Debug)]
+pub struct TempFile {
+    dir: OwnedFd,
+    name: String,
+    file: Option<std::fs::File>,
+}
+
+impl TempFile {
+    /// Creates a temporary file for `target` in `dir` (mode 0600 until
+    /// `finish`).
+    pub fn create(dir: &OwnedFd, target: &str) -> Result<TempFile, PathError> {
+        let dir = dir.try_clone()?;
+        let name = temp_name(target);
+        let fd = openat(
+            &dir,
+            OsStr::new(&name),
+            // Readable too, for a hash of what was written.
+            OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o600),
+        )?;
+        Ok(TempFile {
+            dir,
+            name,
+            file: Some(std::fs::File::from(fd)),
+        })
+    }
+
+    pub fn write_all(&mut self, bytes: &[u8]) -> Result<(), PathError> {
+        match &mut self.file {
+            Some(f) => Ok(f.write_all(bytes)?),
+            None => Err(PathError::Io(std::io::Error::other(
+                "the temporary file is closed",
+            ))),
+        }
+    }
+
+    /// The directory it is in.
+    pub fn dir(&self) -> &OwnedFd {
+        &self.dir
+    }
+
+    /// The file as written so far, for a bounded re-read.
+    pub fn file(&self) -> Option<&std::fs::File> {
+        self.file.as_ref()
+    }
+
+    /// Gives it its final mode and makes its bytes durable.
+    pub fn finish(&mut self, perm: u32) -> Result<(), PathError> {
+        let Some(f) = &self.file else {
+            return Err(PathError::Io(std::io::Error::other(
+                "the temporary file is closed",
+            )));
+        };
+        fchmod(f, Mode::from_bits_truncate(perm))?;
+        fsync(f)?;
+        Ok(())
+    }
+
+    /// Renames it over `name` in its directory, which goes to `pending`.
+    pub fn rename_over(mut self, name: &str, pending: &mut PendingDirs) -> Result<(), PathError> {
+        self.file = None;
+        renameat(
+            &self.dir,
+            OsStr::new(&self.name),
+            &self.dir,
+            OsStr::new(name),
+        )?;
+        // Renamed: nothing is left to remove.
+        self.name.clear();
+        pending.add(&self.dir)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.name.is_empty() {
+            let _ = unlinkat(
+                &self.dir,
+                OsStr::new(&self.name),
+                UnlinkatFlags::NoRemoveDir,
+            );
+        }
+    }
+}
+
 /// Replaces `name` in `dir` with `bytes` atomically: temporary file, fsync,
 /// rename. The directory goes to `pending` (its fsync makes the rename
 /// durable). The mode of an existing regular file is kept; anything else
@@ -222,31 +450,11 @@ pub fn write_atomic(
     bytes: &[u8],
     pending: &mut PendingDirs,
 ) -> Result<(), PathError> {
-    let perm = match stat_at(dir, name)? {
-        Some(m) if m.kind == Kind::File => m.perm,
-        _ => 0o644,
-    };
-    let tmp = temp_name(name);
-    let fd = openat(
-        dir,
-        OsStr::new(&tmp),
-        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::from_bits_truncate(0o600),
-    )?;
-    let result = (|| -> Result<(), PathError> {
-        let mut f = std::fs::File::from(fd);
-        f.write_all(bytes)?;
-        fchmod(&f, Mode::from_bits_truncate(perm))?;
-        fsync(&f)?;
-        drop(f);
-        renameat(dir, OsStr::new(&tmp), dir, OsStr::new(name))?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = unlinkat(dir, OsStr::new(&tmp), UnlinkatFlags::NoRemoveDir);
-        return result;
-    }
-    pending.add(dir)
+    let perm = perm_for(dir, name)?;
+    let mut tmp = TempFile::create(dir, name)?;
+    tmp.write_all(bytes)?;
+    tmp.finish(perm)?;
+    tmp.rename_over(name, pending)
 }
 
 /// Removes a file or symlink (never a directory).

@@ -9,6 +9,7 @@ pub mod index;
 pub mod oid;
 pub mod patch;
 pub mod tree;
+pub mod upload;
 
 use std::os::fd::AsFd;
 
@@ -30,14 +31,15 @@ pub struct Entry {
 impl Entry {
     /// Reads `name` in `dir` (never followed) as the entry `path`.
     pub fn read<D: AsFd>(dir: &D, name: &str, path: &str) -> Result<Option<Entry>, PathError> {
-        match disk::read_at(dir, name) {
+        // Hashed in bounded pieces: an entry of any size costs no memory.
+        match disk::version_at(dir, name) {
             Ok(None) => Ok(None),
-            Ok(Some(c)) => Ok(Some(Entry {
+            Ok(Some((meta, oid, _))) => Ok(Some(Entry {
                 path: path.to_owned(),
-                kind: c.meta.kind,
-                oid: Some(c.oid()),
-                size: c.bytes.len() as u64,
-                mode: c.meta.git_mode(),
+                kind: meta.kind,
+                oid: Some(oid),
+                size: meta.size,
+                mode: meta.git_mode(),
             })),
             Err(disk::ReadError::IsDir) => Ok(Some(Entry {
                 path: path.to_owned(),

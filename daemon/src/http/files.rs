@@ -4,20 +4,22 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
+use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{ApiError, ApiJson, AppState};
 use crate::files::apply::{ApplyError, Change, ChangeResult, Conflict, Op, Outcome, Refusal};
 use crate::files::edit::{Encoding, Position, TextEdit};
-use crate::files::{disk, tree, Entry};
+use crate::files::{disk, tree, upload, Entry};
+use crate::sync::Committed;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -209,6 +211,8 @@ pub(super) async fn run_apply(
         )));
     }
     let atomic = req.atomic;
+    // Its parsed changes, plans and contents are freed after it.
+    let _release = (req.changes.len() > BIG_LISTING).then_some(crate::memory::OnDrop);
     let changes = match req
         .changes
         .into_iter()
@@ -270,8 +274,73 @@ fn file_path(path: Result<Path<String>, PathRejection>) -> Result<String, ApiErr
         .map_err(|e| ApiError::bad_request("invalid_path", format!("invalid path: {e}")))
 }
 
-fn etag(oid: &str) -> HeaderValue {
-    HeaderValue::from_str(&format!("\"{oid}\"")).expect("hex is a valid header")
+fn etag(oid: &str) -> Result<HeaderValue, ApiError> {
+    HeaderValue::from_str(&format!("\"{oid}\""))
+        .map_err(|_| ApiError::internal("a version is not a valid header value"))
+}
+
+/// The path as the events name it: components joined by `/`.
+fn normalized(path: &str) -> Result<String, ApiError> {
+    let parts = crate::confine::components(path)?;
+    if parts.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_path",
+            "invalid path: it names the workspace root",
+        ));
+    }
+    Ok(parts.join("/"))
+}
+
+fn read_error(path: &str, e: disk::ReadError) -> ApiError {
+    match e {
+        disk::ReadError::Path(e) => ApiError::from(e),
+        disk::ReadError::IsDir => {
+            ApiError::bad_request("is_a_directory", format!("{path} is a directory"))
+        }
+        disk::ReadError::NotAFile => ApiError::bad_request(
+            "not_a_file",
+            format!("{path} is neither a regular file nor a symlink"),
+        ),
+    }
+}
+
+/// Pieces of a file in flight to a client at once.
+const READ_AHEAD: usize = 4;
+
+/// Sends `file` in `READ_CHUNK` pieces; the last piece goes only if the file
+/// still has the signature it had when it was hashed, so the client gets
+/// exactly the version its `ETag` names or a body cut short.
+fn send_file(
+    file: std::fs::File,
+    sig: disk::Sig,
+    tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+) {
+    let mut offset = 0u64;
+    while offset < sig.size {
+        let n = usize::try_from(sig.size - offset)
+            .map_or(disk::READ_CHUNK, |r| r.min(disk::READ_CHUNK));
+        let mut buf = vec![0u8; n];
+        let piece = match disk::read_exact_at(&file, &mut buf, offset) {
+            Ok(true) => Ok(Bytes::from(buf)),
+            Ok(false) => Err(std::io::Error::other("the file shrank while it was sent")),
+            Err(e) => Err(e),
+        };
+        offset = offset.saturating_add(n as u64);
+        let piece = piece.and_then(|p| {
+            if offset < sig.size {
+                return Ok(p);
+            }
+            match nix::sys::stat::fstat(&file) {
+                Ok(st) if disk::sig_of(&st) == sig => Ok(p),
+                Ok(_) => Err(std::io::Error::other("the file changed while it was sent")),
+                Err(e) => Err(e.into()),
+            }
+        });
+        let failed = piece.is_err();
+        if tx.blocking_send(piece).is_err() || failed {
+            return;
+        }
+    }
 }
 
 pub async fn get_file(
@@ -281,32 +350,46 @@ pub async fn get_file(
     let path = file_path(path)?;
     let a = app.clone();
     let p = path.clone();
-    let content = tokio::task::spawn_blocking(move || {
+    // Hashed in bounded pieces first (the ETag comes before the body), then
+    // streamed: a file of any size costs a few pieces of memory.
+    let found = tokio::task::spawn_blocking(move || {
         let (dir, name) = a.root.open_parent(&p)?;
-        disk::read_at(&dir, name).map_err(|e| match e {
-            disk::ReadError::Path(e) => ApiError::from(e),
-            disk::ReadError::IsDir => {
-                ApiError::bad_request("is_a_directory", format!("{p} is a directory"))
+        match disk::open_at(&dir, name).map_err(|e| read_error(&p, e))? {
+            None => Ok(None),
+            Some(disk::Opened::Symlink { meta, target }) => {
+                let oid = crate::files::oid::blob_oid(&target);
+                Ok(Some((meta, oid, Body::from(target))))
             }
-            disk::ReadError::NotAFile => ApiError::bad_request(
-                "not_a_file",
-                format!("{p} is neither a regular file nor a symlink"),
-            ),
-        })
+            Some(disk::Opened::File { file, meta }) => {
+                let (oid, sig) = disk::hash_file(&file).map_err(|e| read_error(&p, e))?;
+                let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD);
+                // Ends when the file is sent or the client goes (the send fails).
+                tokio::task::spawn_blocking(move || send_file(file, sig, tx));
+                let pieces = futures_util::stream::unfold(rx, |mut rx| async move {
+                    rx.recv().await.map(|piece| (piece, rx))
+                });
+                let meta = disk::Meta {
+                    size: sig.size,
+                    ..meta
+                };
+                Ok::<_, ApiError>(Some((meta, oid, Body::from_stream(pieces))))
+            }
+        }
     })
     .await
     .map_err(|e| ApiError::internal(format!("read task: {e}")))??;
-    let Some(c) = content else {
+    let Some((meta, oid, body)) = found else {
         return Err(ApiError::not_found(&path));
     };
-    let mut resp = c.bytes.clone().into_response();
+    let mut resp = body.into_response();
     let h = resp.headers_mut();
-    h.insert(header::ETAG, etag(&c.oid()));
-    h.insert("x-file-mode", HeaderValue::from_static(c.meta.git_mode()));
+    h.insert(header::ETAG, etag(&oid)?);
+    h.insert("x-file-mode", HeaderValue::from_static(meta.git_mode()));
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
     );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(meta.size));
     Ok(resp)
 }
 
@@ -320,13 +403,32 @@ fn parse_etag(v: &HeaderValue) -> Option<String> {
     (!s.is_empty() && s != "*").then(|| s.to_owned())
 }
 
+fn mismatch(current: &upload::Current) -> ApiError {
+    let message = match current {
+        upload::Current::Missing => "the file does not exist",
+        upload::Current::NotABlob => "the path is not a file",
+        upload::Current::Blob { .. } => "the file is not at the expected version",
+    };
+    ApiError::new(StatusCode::PRECONDITION_FAILED, "version_conflict", message)
+        .with("current", json!(current.oid()))
+}
+
+fn too_large(max: usize) -> ApiError {
+    ApiError::too_large(format!(
+        "the request body is larger than max_body_bytes ({max})"
+    ))
+}
+
+/// Pieces of a body in flight to the disk at once.
+const WRITE_AHEAD: usize = 4;
+
 pub async fn put_file(
     State(app): State<AppState>,
     path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let path = file_path(path)?;
+    let path = normalized(&file_path(path)?)?;
     let base = if let Some(v) = headers.get(header::IF_MATCH) {
         Some(parse_etag(v).ok_or_else(|| {
             ApiError::bad_request(
@@ -346,55 +448,106 @@ pub async fn put_file(
             "a write needs If-Match: \"<oid>\" (replace that version) or If-None-Match: * (create)",
         ));
     };
-    let body = Bytes::from_request(req, &app).await.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::too_large("the request body is larger than max_body_bytes")
-        } else {
-            ApiError::bad_request("invalid_body", format!("cannot read the body: {e}"))
-        }
-    })?;
-    let created = base.is_none();
-    let change = Change {
-        path: path.clone(),
-        base,
-        op: Op::Write {
-            content: body.to_vec(),
-        },
+    let max = app.config.max_body_bytes;
+    // framing.rs has checked the head: one valid length at most.
+    let length = match headers.get(header::CONTENT_LENGTH) {
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .ok_or_else(|| {
+                    ApiError::bad_request("invalid_body", "Content-Length is not a number")
+                })?,
+        ),
+        None => None,
     };
+    if length.is_some_and(|n| u64::try_from(max).is_ok_and(|max| n > max)) {
+        return Err(too_large(max));
+    }
+
+    // The version is checked before a byte of the body is read, and again
+    // just before the rename.
     let a = app.clone();
-    let outcome = tokio::task::spawn_blocking(move || a.sync.apply(&a.root, &[change], true, None))
+    let (p, b) = (path.clone(), base.clone());
+    let (seen, upload) = tokio::task::spawn_blocking(move || {
+        let seen = upload::current(&a.root, &p)?;
+        if !upload::matches(b.as_deref(), &seen) {
+            return Err(mismatch(&seen));
+        }
+        let up = upload::Upload::start(&a.root, &p, length)?;
+        Ok((seen, up))
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("write task: {e}")))??;
+
+    // A writer thread owns the temporary file; the body's pieces reach it
+    // through a bounded queue. Dropping the upload removes the file.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(WRITE_AHEAD);
+    let writer = tokio::task::spawn_blocking(move || {
+        let mut upload = upload;
+        while let Some(piece) = rx.blocking_recv() {
+            upload.write(&piece)?;
+        }
+        Ok::<_, crate::confine::PathError>(upload)
+    });
+    let mut body = req.into_body().into_data_stream();
+    let mut total = 0usize;
+    let read = loop {
+        match body.next().await {
+            None => break Ok(()),
+            Some(Err(e)) => {
+                break Err(ApiError::bad_request(
+                    "invalid_body",
+                    format!("cannot read the body: {e}"),
+                ))
+            }
+            Some(Ok(piece)) => {
+                match total.checked_add(piece.len()) {
+                    Some(t) if t <= max => total = t,
+                    _ => break Err(too_large(max)),
+                }
+                // The writer stopped: its error is reported below.
+                if tx.send(piece).await.is_err() {
+                    break Ok(());
+                }
+            }
+        }
+    };
+    drop(tx);
+    let written = writer
         .await
         .map_err(|e| ApiError::internal(format!("write task: {e}")))?;
-    match outcome {
-        Ok(Outcome::Applied { results }) => {
-            let oid = match results.first() {
-                Some(ChangeResult::Done { oid: Some(oid), .. }) => oid.clone(),
-                _ => return Err(ApiError::internal("a write gave no version")),
-            };
-            let status = if created {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            };
-            let mut resp = (status, Json(json!({"path": path, "oid": oid}))).into_response();
-            resp.headers_mut().insert(header::ETAG, etag(&oid));
-            Ok(resp)
-        }
-        Ok(Outcome::Conflicts(cs)) => {
-            let current = cs.first().and_then(|c| c.actual.clone());
-            Err(ApiError::new(
-                StatusCode::PRECONDITION_FAILED,
-                "version_conflict",
-                cs.first()
-                    .map(|c| c.message.clone())
-                    .unwrap_or_else(|| "the file is not at the expected version".into()),
-            )
-            .with("current", json!(current)))
-        }
-        Err(ApplyError::Refused(Refusal::Path(e))) => Err(e.into()),
-        Err(e) => Err(ApiError::internal(format!("{e:#}"))),
-    }
+    read?;
+    let upload = written?;
+
+    let created = matches!(seen, upload::Current::Missing);
+    let a = app.clone();
+    let p = path.clone();
+    let committed = tokio::task::spawn_blocking(move || {
+        let done = upload.finish()?;
+        a.sync.commit_upload(&p, base.as_deref(), &seen, done)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("write task: {e}")))??;
+    let entry = match committed {
+        Committed::Done(entry) => entry,
+        Committed::Conflict(current) => return Err(mismatch(&current)),
+    };
+    let oid = entry
+        .oid
+        .ok_or_else(|| ApiError::internal("a write gave no version"))?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let mut resp = (status, Json(json!({"path": path, "oid": oid}))).into_response();
+    resp.headers_mut().insert(header::ETAG, etag(&oid)?);
+    Ok(resp)
 }
+
+/// Entries past which a listing's memory is given back to the OS after it.
+const BIG_LISTING: usize = 5_000;
 
 #[derive(Debug, Deserialize)]
 pub struct TreeQuery {
@@ -448,6 +601,10 @@ pub async fn tree(
     })
     .await
     .map_err(|e| ApiError::internal(format!("tree task: {e}")))??;
+    if listing.entries.len() > BIG_LISTING {
+        // Freed once the answer is sent: trimmed after that.
+        crate::memory::soon();
+    }
     // Serialised straight from the entries: a big tree is tens of thousands.
     let wire = WireTree {
         entries: listing

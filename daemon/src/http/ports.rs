@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use axum::extract::ws::{Message, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocketUpgrade};
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
@@ -86,7 +86,9 @@ pub async fn open(
 }
 
 /// `GET /api/v1/ports/{port}/tunnel`: connect first (502 when nothing
-/// answers), then raw bytes both ways in binary frames, with no size limit.
+/// answers), then raw bytes both ways in binary frames. The stream has no
+/// size limit; each message has `max_ws_message_bytes` (close 1009), since
+/// a message is held whole before it is written.
 pub async fn tunnel(
     State(app): State<AppState>,
     Path(raw): Path<String>,
@@ -121,14 +123,15 @@ pub async fn tunnel(
     let activity = app.activity.clone();
     let (token, cancel) = app.proxy.task();
     let every = app.config.ws_ping_interval;
+    let max = app.config.max_ws_message_bytes;
     Ok(ws
-        .max_message_size(usize::MAX)
-        .max_frame_size(usize::MAX)
+        .max_message_size(max)
+        .max_frame_size(max)
         .on_upgrade(move |socket| async move {
             let _owned = token;
             tokio::select! {
                 _ = cancel.cancelled() => {}
-                _ = bridge(Heartbeat::new(socket, every), stream, activity) => {}
+                _ = bridge(Heartbeat::new(socket, every), stream, activity, TUNNEL_CHUNK.min(max.max(1))) => {}
             }
         }))
 }
@@ -136,39 +139,58 @@ pub async fn tunnel(
 /// The most a tunnel reads from the app at once: one WebSocket frame.
 const TUNNEL_CHUNK: usize = 256 * 1024;
 
-/// One tunnel: when either side ends, the other is closed.
+/// The close code for a message over `max_ws_message_bytes`.
+const CLOSE_TOO_BIG: u16 = 1009;
+
+/// Whether a WebSocket read failed on a message over the size limit.
+fn too_big(e: &axum::Error) -> bool {
+    let s = format!(
+        "{e} {:?}",
+        std::error::Error::source(e).map(|s| s.to_string())
+    );
+    s.contains("too long") || s.contains("Space limit") || s.contains("too big")
+}
+
+/// One tunnel: when either side ends, the other is closed. Frames to the
+/// client carry at most `chunk` bytes.
 async fn bridge(
     socket: Heartbeat,
     stream: tokio::net::TcpStream,
     activity: crate::activity::Activity,
+    chunk: usize,
 ) {
+    use bytes::BufMut;
     let (mut sink, mut ws_in) = socket.split();
     let (mut tcp_in, mut tcp_out) = stream.into_split();
-    let up = {
-        let activity = activity.clone();
-        async move {
-            while let Some(Ok(msg)) = ws_in.next().await {
-                match msg {
-                    Message::Binary(b) => {
-                        activity.touch(ActivitySource::Proxy);
-                        if tcp_out.write_all(&b).await.is_err() {
-                            break;
-                        }
+    // Borrowed, not moved: the sink sends the close after both have ended.
+    let up = async {
+        let mut oversized = false;
+        while let Some(msg) = ws_in.next().await {
+            match msg {
+                Ok(Message::Binary(b)) => {
+                    activity.touch(ActivitySource::Proxy);
+                    if tcp_out.write_all(&b).await.is_err() {
+                        break;
                     }
-                    Message::Close(_) => break,
-                    _ => {}
+                }
+                Ok(Message::Close(_)) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    oversized = too_big(&e);
+                    break;
                 }
             }
-            let _ = tcp_out.shutdown().await;
         }
+        let _ = tcp_out.shutdown().await;
+        oversized
     };
-    let down = async move {
+    let down = async {
         // Each read becomes a frame without a copy; the buffer's memory comes
         // back to it once the frame is written.
         let mut buf = bytes::BytesMut::new();
         loop {
-            buf.reserve(TUNNEL_CHUNK);
-            match tcp_in.read_buf(&mut buf).await {
+            buf.reserve(chunk);
+            match tcp_in.read_buf(&mut (&mut buf).limit(chunk)).await {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {
                     activity.touch(ActivitySource::Proxy);
@@ -177,17 +199,21 @@ async fn bridge(
                         .await
                         .is_err()
                     {
-                        return;
+                        return false;
                     }
                 }
             }
         }
-        let _ = sink.send(Message::Close(None)).await;
+        true
     };
-    tokio::select! {
-        _ = up => {}
-        _ = down => {}
-    }
+    let close = tokio::select! {
+        oversized = up => oversized.then(|| CloseFrame {
+            code: CLOSE_TOO_BIG,
+            reason: "message larger than max_ws_message_bytes".into(),
+        }),
+        open = down => if open { None } else { return },
+    };
+    let _ = sink.send(Message::Close(close)).await;
 }
 
 /// `/proxy/{port}`: 308 to `/proxy/{port}/`, query kept.

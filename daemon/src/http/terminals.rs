@@ -166,6 +166,10 @@ pub async fn events(
         .on_upgrade(move |socket| stream_events(Heartbeat::new(socket, every), rx)))
 }
 
+/// Sends the events as they come. A client too slow for the bus's queue is
+/// told `{"type":"lagged"}` (it missed some and should re-read what it
+/// shows, e.g. `/api/v1/status` and `/api/v1/ports`), then gets the events
+/// after.
 async fn stream_events(
     socket: Heartbeat,
     mut rx: tokio::sync::broadcast::Receiver<crate::events::Event>,
@@ -173,19 +177,28 @@ async fn stream_events(
     let (mut sink, mut stream) = socket.split();
     loop {
         tokio::select! {
-            ev = rx.recv() => match ev {
-                Ok(ev) => {
-                    let shutdown = matches!(ev, crate::events::Event::Shutdown);
-                    let text = serde_json::to_string(&ev).expect("events serialize");
-                    if sink.send(Message::Text(text.into())).await.is_err() || shutdown {
-                        return;
+            ev = rx.recv() => {
+                let (text, last) = match ev {
+                    Ok(ev) => {
+                        let shutdown = matches!(ev, crate::events::Event::Shutdown);
+                        match serde_json::to_string(&ev) {
+                            Ok(text) => (text, shutdown),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "an event did not serialize");
+                                continue;
+                            }
+                        }
                     }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::debug!(skipped = n, "event client lagged");
+                        (r#"{"type":"lagged"}"#.to_owned(), false)
+                    }
+                    Err(_) => return,
+                };
+                if sink.send(Message::Text(text.into())).await.is_err() || last {
+                    return;
                 }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::debug!(skipped = n, "event client lagged");
-                }
-                Err(_) => return,
-            },
+            }
             msg = stream.next() => match msg {
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
                 _ => {}

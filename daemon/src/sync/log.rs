@@ -1,5 +1,8 @@
 //! The event log: numbered events of this daemon run (the `epoch`), kept
-//! for replay to a client that reconnects with `since`.
+//! for replay to a client that reconnects with `since`. It keeps the
+//! contract's minimum (so many events, so much time) unless that would pass
+//! its maximum in events or bytes: a burst cannot grow it without bound, and
+//! a client whose `since` fell out is told to resync.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -30,6 +33,22 @@ pub struct Event {
     pub at: Instant,
 }
 
+impl Event {
+    /// The memory it holds, roughly: the struct, its strings, and the
+    /// allocator's and the queue's share.
+    pub fn weight(&self) -> usize {
+        let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        let strings = match &self.kind {
+            EventKind::Changed(e) => e.path.len().saturating_add(text(&e.oid)),
+            EventKind::Deleted { path, .. } => path.len(),
+            EventKind::Git { head, branch } => text(head).saturating_add(text(branch)),
+        };
+        std::mem::size_of::<Event>()
+            .saturating_add(64)
+            .saturating_add(strings)
+    }
+}
+
 /// Why a replay is impossible: the client must fetch the tree.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Resync;
@@ -43,6 +62,10 @@ pub struct EventLog {
     dropped_to: u64,
     keep_events: usize,
     keep_for: Duration,
+    max_events: usize,
+    max_bytes: usize,
+    /// The sum of the kept events' weights.
+    bytes: usize,
 }
 
 impl EventLog {
@@ -56,7 +79,23 @@ impl EventLog {
             dropped_to: 0,
             keep_events,
             keep_for,
+            max_events: usize::MAX,
+            max_bytes: usize::MAX,
+            bytes: 0,
         }
+    }
+
+    /// Caps the log at `max_events` events and `max_bytes` of weight, the
+    /// minimum notwithstanding; the newest event is always kept.
+    pub fn with_max(mut self, max_events: usize, max_bytes: usize) -> Self {
+        self.max_events = max_events.max(1);
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    /// How many events are kept, and their weight.
+    pub fn kept(&self) -> (usize, usize) {
+        (self.events.len(), self.bytes)
     }
 
     pub fn epoch(&self) -> &str {
@@ -68,20 +107,27 @@ impl EventLog {
     }
 
     pub fn push(&mut self, kind: EventKind, origin: Option<Arc<str>>, now: Instant) -> Arc<Event> {
-        self.last_seq += 1;
+        self.last_seq = self.last_seq.saturating_add(1);
         let ev = Arc::new(Event {
             seq: self.last_seq,
             origin,
             kind,
             at: now,
         });
+        self.bytes = self.bytes.saturating_add(ev.weight());
         self.events.push_back(ev.clone());
-        while self.events.len() > self.keep_events {
-            let front = &self.events[0];
-            if now.duration_since(front.at) < self.keep_for {
+        while let Some(front) = self.events.front() {
+            if self.events.len() <= 1 {
+                break;
+            }
+            let over_max = self.events.len() > self.max_events || self.bytes > self.max_bytes;
+            let past_min = self.events.len() > self.keep_events
+                && now.saturating_duration_since(front.at) >= self.keep_for;
+            if !over_max && !past_min {
                 break;
             }
             self.dropped_to = front.seq;
+            self.bytes = self.bytes.saturating_sub(front.weight());
             self.events.pop_front();
         }
         ev
@@ -93,7 +139,7 @@ impl EventLog {
         if epoch != self.epoch || seq < self.dropped_to || seq > self.last_seq {
             return Err(Resync);
         }
-        let skip = (seq - self.dropped_to) as usize;
+        let skip = usize::try_from(seq - self.dropped_to).map_err(|_| Resync)?;
         Ok(self.events.iter().skip(skip).cloned().collect())
     }
 }
@@ -140,5 +186,50 @@ mod tests {
         let r = log.since("e", 8).unwrap();
         assert_eq!(r.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![9, 10, 11]);
         assert_eq!(log.since("e", 7).unwrap_err(), Resync);
+    }
+
+    fn changed(path: String) -> EventKind {
+        EventKind::Changed(Entry {
+            path,
+            kind: Kind::File,
+            oid: Some("0".repeat(40)),
+            size: 1,
+            mode: "100644",
+        })
+    }
+
+    #[test]
+    fn a_burst_stops_at_the_maximum_in_events() {
+        let t0 = Instant::now();
+        let mut log =
+            EventLog::new("e".into(), 10, Duration::from_secs(300)).with_max(25, usize::MAX);
+        for i in 0..100 {
+            log.push(git(i), None, t0);
+        }
+        // All young, yet only the newest 25 kept.
+        assert_eq!(log.kept().0, 25);
+        assert_eq!(log.since("e", 74).unwrap_err(), Resync);
+        let r = log.since("e", 75).unwrap();
+        assert_eq!(r.first().map(|e| e.seq), Some(76));
+        assert_eq!(r.len(), 25);
+    }
+
+    #[test]
+    fn a_burst_stops_at_the_maximum_in_bytes() {
+        let t0 = Instant::now();
+        let max = 64 * 1024;
+        let mut log =
+            EventLog::new("e".into(), 10_000, Duration::from_secs(300)).with_max(usize::MAX, max);
+        for i in 0..1000 {
+            log.push(changed(format!("{i:0>1000}")), None, t0);
+        }
+        let (n, bytes) = log.kept();
+        assert!(bytes <= max, "{bytes} > {max}");
+        assert!(n > 10 && n < 100, "{n} events kept");
+        assert_eq!(log.since("e", 0).unwrap_err(), Resync);
+        assert_eq!(log.since("e", 1000 - n as u64).unwrap().len(), n);
+        // One event heavier than the whole budget is still kept alone.
+        log.push(changed("x".repeat(max)), None, t0);
+        assert_eq!(log.kept().0, 1);
     }
 }

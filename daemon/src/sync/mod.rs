@@ -21,12 +21,16 @@ use tokio_util::task::TaskTracker;
 
 use crate::confine::Root;
 use crate::files::apply::{self, ApplyError, Change, Outcome};
-use crate::files::{Effect, Kind};
+use crate::files::{upload, Effect, Kind};
 pub use log::{Event, EventKind, Resync};
 
 /// Events kept for replay: at least this many, and at least this long.
 pub const KEEP_EVENTS: usize = 10_000;
 pub const KEEP_FOR: Duration = Duration::from_secs(5 * 60);
+/// ...and at most this many, and this much memory: past either the oldest
+/// go, and a client that asks for them is told to resync.
+pub const MAX_EVENTS: usize = 100_000;
+pub const MAX_EVENT_BYTES: usize = 32 << 20;
 /// Changes within this window after a flush go out together.
 pub const COALESCE: Duration = Duration::from_millis(50);
 /// How often directories without a watch are rescanned.
@@ -127,7 +131,8 @@ impl SyncHub {
         let (tx, _) = broadcast::channel(16 * 1024);
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
-                log: log::EventLog::new(new_epoch(), KEEP_EVENTS, KEEP_FOR),
+                log: log::EventLog::new(new_epoch(), KEEP_EVENTS, KEEP_FOR)
+                    .with_max(MAX_EVENTS, MAX_EVENT_BYTES),
                 known: BTreeMap::new(),
             }),
             tx,
@@ -188,6 +193,47 @@ impl SyncHub {
             record(&self.shared, &mut st, effect, origin.clone())
         })?;
         Ok(outcome)
+    }
+}
+
+/// How a streamed write ended.
+#[derive(Debug)]
+pub enum Committed {
+    /// Renamed over its target: the new entry.
+    Done(crate::files::Entry),
+    /// The target is no longer at the expected version: nothing written.
+    Conflict(upload::Current),
+}
+
+impl SyncHub {
+    /// Renames a streamed write over its target if the target is still at
+    /// `base` (`seen` is how it looked before the body was read), under the
+    /// lock applies hold, so the check and the rename are one step for every
+    /// writer that goes through the daemon.
+    pub fn commit_upload(
+        &self,
+        path: &str,
+        base: Option<&str>,
+        seen: &upload::Current,
+        done: upload::Finished,
+    ) -> Result<Committed, crate::confine::PathError> {
+        let mut st = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
+        let now = upload::current_at(done.tmp.dir(), &done.name, Some(seen))?;
+        if !upload::matches(base, &now) {
+            return Ok(Committed::Conflict(now));
+        }
+        let mut pending = crate::files::disk::PendingDirs::default();
+        done.tmp.rename_over(&done.name, &mut pending)?;
+        pending.sync()?;
+        let entry = crate::files::Entry {
+            path: path.to_owned(),
+            kind: Kind::File,
+            oid: Some(done.oid),
+            size: done.size,
+            mode: crate::files::disk::git_mode(Kind::File, done.perm),
+        };
+        record(&self.shared, &mut st, Effect::Changed(entry.clone()), None);
+        Ok(Committed::Done(entry))
     }
 }
 

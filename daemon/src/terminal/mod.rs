@@ -127,6 +127,13 @@ impl std::fmt::Debug for Terminal {
     }
 }
 
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        // Its ring and emulator were megabytes: give them back to the OS.
+        crate::memory::soon();
+    }
+}
+
 /// The wire form of a terminal.
 #[derive(Debug, Serialize)]
 pub struct TerminalInfo {
@@ -465,11 +472,15 @@ impl Terminals {
                     code: status.code,
                     signal: status.signal,
                 });
+                // Only the registry keeps it while it lingers: a DELETE
+                // frees its ring and emulator at once.
+                let id = t.id.clone();
+                drop(t);
                 tokio::select! {
                     _ = tokio::time::sleep(this.settings.linger) => {}
                     _ = this.shutdown.cancelled() => {}
                 }
-                this.map.lock().unwrap().remove(&t.id);
+                this.map.lock().unwrap().remove(&id);
             }
             .instrument(tracing::info_span!("terminal", id = %id)),
         );

@@ -273,3 +273,53 @@ fn forward_bad_usage_exits_64_with_one_line() {
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("token"));
 }
+
+#[tokio::test]
+async fn forward_sends_small_messages_that_a_strict_daemon_accepts() {
+    // A daemon that closes the tunnel (1009) on any message over 64 KiB:
+    // 8 MB uploaded through forward arrive whole, so forward cut them small.
+    let d = TestDaemon::builder()
+        .arg(
+            "max-ws-message-bytes",
+            &workspaced::forward::CHUNK.to_string(),
+        )
+        .start();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let echo = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.into_split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+                let _ = w.shutdown().await;
+            });
+        }
+    });
+    wait_listening(&d, port).await;
+    let fwd = Forwarding::start(&d, &format!("http://{}", d.addr), port, &[]);
+    let data: Vec<u8> = (0..8_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let conn = tokio::net::TcpStream::connect(&fwd.local).await.unwrap();
+    let (mut r, mut w) = conn.into_split();
+    let sent = data.clone();
+    let writer = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        // Kept open: a close on either side closes the tunnel.
+        w.write_all(&sent).await.unwrap();
+        w
+    });
+    let mut back = vec![0u8; data.len()];
+    tokio::time::timeout(Duration::from_secs(60), async {
+        use tokio::io::AsyncReadExt;
+        r.read_exact(&mut back)
+            .await
+            .expect("every byte comes back");
+    })
+    .await
+    .expect("the echo within 60 s");
+    drop(writer.await.unwrap());
+    echo.abort();
+    assert!(back == data, "8 MB arrive intact");
+}

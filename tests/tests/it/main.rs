@@ -2,6 +2,7 @@
 //! real PTYs and real files.
 
 mod auth;
+mod bounds;
 mod devfile;
 mod forward;
 mod health;
