@@ -21,3 +21,4 @@ pub mod sync;
 mod sys;
 pub mod terminal;
 pub mod time;
+pub mod tls;

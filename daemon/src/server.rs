@@ -209,6 +209,12 @@ pub async fn run(
     ));
     ports::spawn_detector(ports.clone(), activity.clone(), &tracker, cancel.clone());
     let proxy = Proxy::new(config.upstream_timeout, tracker.clone(), cancel.clone());
+    let relay = http::relay::Relay::new(
+        config.containers.clone(),
+        &token,
+        cancel.clone(),
+        config.max_ws_message_bytes,
+    )?;
     let app = Arc::new(App {
         auth: Authenticator::new(
             &token,
@@ -226,6 +232,7 @@ pub async fn run(
         sync,
         ports,
         proxy,
+        relay,
         draining: AtomicBool::new(false),
         started_at,
     });

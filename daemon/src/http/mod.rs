@@ -8,6 +8,7 @@ mod files;
 pub(crate) mod framing;
 pub(crate) mod pages;
 mod ports;
+pub mod relay;
 pub mod serve;
 mod status;
 mod sync;
@@ -55,6 +56,7 @@ pub struct App {
     pub sync: SyncHub,
     pub ports: Arc<Ports>,
     pub proxy: Proxy,
+    pub relay: relay::Relay,
     pub draining: AtomicBool,
     pub started_at: SystemTime,
 }
@@ -94,6 +96,11 @@ fn api_routes() -> Vec<ApiRoute> {
             get(terminals::attach),
         ),
         (Method::GET, "/api/v1/events", get(terminals::events)),
+        (
+            Method::GET,
+            "/api/v1/containers",
+            get(relay::list_containers),
+        ),
         (Method::GET, "/api/v1/status", get(status::status)),
         (Method::GET, "/api/v1/idle", get(status::get_idle)),
         (Method::PUT, "/api/v1/idle", put(status::put_idle)),

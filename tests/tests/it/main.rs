@@ -2,6 +2,7 @@
 //! real PTYs and real files.
 
 mod auth;
+mod containers;
 mod forward;
 mod health;
 mod idle;
