@@ -202,53 +202,56 @@ async fn https_webhook_server(
     let acceptor = ca.acceptor();
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     tokio::spawn(async move {
+        let mut conns = tokio::task::JoinSet::new();
         loop {
             let (tcp, _) = listener.accept().await.unwrap();
-            // The port detector's probe and a client refusing the
-            // certificate end here.
-            let Ok(mut s) = acceptor.accept(tcp).await else {
-                continue;
-            };
-            let mut got = Vec::new();
-            let mut buf = [0u8; 4096];
-            let body = loop {
-                let Ok(n) = s.read(&mut buf).await else {
-                    break None;
+            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            // Each connection on its own: the port detector's probe may
+            // connect and never finish a handshake.
+            conns.spawn(async move {
+                let Ok(mut s) = acceptor.accept(tcp).await else {
+                    return;
                 };
-                if n == 0 {
-                    break None;
-                }
-                got.extend_from_slice(&buf[..n]);
-                let text = String::from_utf8_lossy(&got).into_owned();
-                if let Some(end) = text.find("\r\n\r\n") {
-                    let len: usize = text[..end]
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse().unwrap())
-                        })
-                        .unwrap_or(0);
-                    if got.len() >= end + 4 + len {
-                        break Some(text[end + 4..].to_owned());
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                let body = loop {
+                    let Ok(n) = s.read(&mut buf).await else {
+                        break None;
+                    };
+                    if n == 0 {
+                        break None;
                     }
-                }
-            };
-            let Some(body) = body.filter(|_| got.starts_with(b"POST /idle-hook ")) else {
-                continue;
-            };
-            let _ = s
-                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-                .await;
-            if tx.send(body).await.is_err() {
-                return;
-            }
+                    got.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&got).into_owned();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let len: usize = text[..end]
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse().unwrap())
+                            })
+                            .unwrap_or(0);
+                        if got.len() >= end + 4 + len {
+                            break Some(text[end + 4..].to_owned());
+                        }
+                    }
+                };
+                let Some(body) = body.filter(|_| got.starts_with(b"POST /idle-hook ")) else {
+                    return;
+                };
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                    .await;
+                let _ = tx.send(body).await;
+            });
         }
     });
     (url, rx)
 }
 
-#[tokio::test]
+// Multi-threaded: the TLS server answers while the test waits on the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_https_webhook_is_delivered_with_the_ca_of_ssl_cert_file() {
     let ca = integration_tests::tls::TestCa::new();
     let (url, mut rx) = https_webhook_server(&ca).await;
