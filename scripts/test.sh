@@ -13,7 +13,9 @@ need_apt=()
 for pkg_cmd in vim:vim git:git procps:ps curl:curl python3:python3 openssl:openssl npm:npm chromium:chromium libnss3-tools:certutil; do
   command -v "${pkg_cmd##*:}" >/dev/null 2>&1 || need_apt+=("${pkg_cmd%%:*}")
 done
-for pkg in libssl-dev pkg-config libkrb5-dev g++ make nginx; do
+# musl-tools (musl-gcc builds ring) and busybox-static for the static
+# daemon and its chroot test; util-linux's unshare for the second container.
+for pkg in libssl-dev pkg-config libkrb5-dev g++ make musl-tools busybox-static util-linux nginx; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -33,10 +35,13 @@ if ! command -v kubernetes-validate >/dev/null 2>&1; then
     python3 -m pip install -q --break-system-packages kubernetes-validate
 fi
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
+rustup target add x86_64-unknown-linux-musl >/dev/null
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --locked --bins
+# The static daemon (musl, rustls): what runs in every other container.
+cargo build --locked -p workspaced --bin workspaced --target x86_64-unknown-linux-musl
 cargo test --workspace --locked
 
 # The editor (code-server from npm on Node 24), built once per version into

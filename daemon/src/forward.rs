@@ -1,7 +1,7 @@
 //! `workspaced forward`: listens on `127.0.0.1:LOCAL` and carries each
 //! accepted connection through the daemon's tunnel to port REMOTE in the
 //! workspace (PROTOCOL.md, "Ports"). An `https://` URL is reached over TLS
-//! (the system's OpenSSL), trusting the system's roots (or `SSL_CERT_FILE`)
+//! (rustls), trusting the system's roots (or `SSL_CERT_FILE`)
 //! plus an optional CA file.
 
 use anyhow::Context;
@@ -41,17 +41,15 @@ impl std::fmt::Debug for Forward {
 }
 
 /// The TLS client for `wss://` URLs: the system's roots, plus `ca_pem`.
-fn tls_connector(ca_pem: Option<&[u8]>) -> anyhow::Result<native_tls::TlsConnector> {
-    let mut b = native_tls::TlsConnector::builder();
-    if let Some(pem) = ca_pem {
-        let certs = native_tls::Certificate::stack_from_pem(pem)
-            .context("read the certificates of --ca-file")?;
-        anyhow::ensure!(!certs.is_empty(), "--ca-file holds no PEM certificate");
-        for c in certs {
-            b.add_root_certificate(c);
-        }
-    }
-    b.build().context("set up TLS")
+fn tls_connector(ca_pem: Option<&[u8]>) -> anyhow::Result<std::sync::Arc<rustls::ClientConfig>> {
+    crate::tls::client_config(ca_pem).context("read the certificates of --ca-file")
+}
+
+fn tls_failed(e: &dyn std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!(
+        "TLS with the daemon failed: {e}; if its certificate is signed by a private CA, \
+         give that CA's certificate with --ca-file FILE (or SSL_CERT_FILE)"
+    )
 }
 
 /// `LOCAL[:REMOTE]`; REMOTE defaults to LOCAL. LOCAL may be 0 (any free
@@ -96,7 +94,12 @@ pub async fn run(
     f: Forward,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let tls = tls_connector(f.ca_pem.as_deref())?;
+    // Roots are read only for `wss://`: a plain tunnel needs no certificate store.
+    let tls = if f.tunnel_url.starts_with("wss://") {
+        Some(tls_connector(f.ca_pem.as_deref())?)
+    } else {
+        None
+    };
     let listener = TcpListener::bind(("127.0.0.1", f.local))
         .await
         .with_context(|| format!("listen on 127.0.0.1:{}", f.local))?;
@@ -133,7 +136,11 @@ pub async fn run(
     Ok(())
 }
 
-async fn carry(conn: TcpStream, f: &Forward, tls: native_tls::TlsConnector) -> anyhow::Result<()> {
+async fn carry(
+    conn: TcpStream,
+    f: &Forward,
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+) -> anyhow::Result<()> {
     let mut req = f
         .tunnel_url
         .as_str()
@@ -148,24 +155,28 @@ async fn carry(conn: TcpStream, f: &Forward, tls: native_tls::TlsConnector) -> a
     let config = tungstenite::protocol::WebSocketConfig::default()
         .max_message_size(None)
         .max_frame_size(None);
-    let connector = tokio_tungstenite::Connector::NativeTls(tls);
-    let (ws, _) =
-        tokio_tungstenite::connect_async_tls_with_config(req, Some(config), true, Some(connector))
-            .await
-            .map_err(|e| match e {
-                tungstenite::Error::Http(r) => {
-                    anyhow::anyhow!(
-                        "the daemon refused the tunnel to port {}: {}",
-                        f.remote,
-                        r.status()
-                    )
-                }
-                tungstenite::Error::Tls(e) => anyhow::anyhow!(
-            "TLS with the daemon failed: {e}; if its certificate is signed by a private CA, \
-                     give that CA's certificate with --ca-file FILE (or SSL_CERT_FILE)"
-        ),
-                other => anyhow::Error::from(other).context("open the tunnel"),
-            })?;
+    let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(
+        req,
+        Some(config),
+        true,
+        tls.map(tokio_tungstenite::Connector::Rustls),
+    )
+    .await
+    .map_err(|e| match e {
+        tungstenite::Error::Http(r) => {
+            anyhow::anyhow!(
+                "the daemon refused the tunnel to port {}: {}",
+                f.remote,
+                r.status()
+            )
+        }
+        // rustls reports a refused certificate as an I/O error.
+        tungstenite::Error::Io(e) if e.get_ref().is_some_and(|i| i.is::<rustls::Error>()) => {
+            tls_failed(&e)
+        }
+        tungstenite::Error::Tls(e) => tls_failed(&e),
+        other => anyhow::Error::from(other).context("open the tunnel"),
+    })?;
     let _ = conn.set_nodelay(true);
     let (mut sink, mut ws_in) = ws.split();
     let (mut tcp_in, mut tcp_out) = conn.into_split();

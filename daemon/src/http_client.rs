@@ -1,46 +1,83 @@
-//! A tiny HTTP/1.1 client for plain `http://` URLs: component health probes
-//! and the idle webhook need one request and a status code, not a crate.
+//! The daemon's own outgoing requests (component health probes and the idle
+//! webhook) over `http://` or `https://`: hyper's pooled client, with TLS by
+//! rustls trusting the system's roots (or `SSL_CERT_FILE`).
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::Uri;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("unsupported URL {0:?}: only http://host[:port]/path is supported")]
+    #[error("unsupported URL {0:?}: only http:// and https:// URLs with a host are supported")]
     Url(String),
+    #[error("TLS is not available: {0}")]
+    Tls(String),
     #[error("{0}")]
-    Io(#[from] std::io::Error),
+    Request(String),
     #[error("timed out")]
     Timeout,
-    #[error("the server's answer is not HTTP")]
-    Malformed,
 }
 
-/// `http://host[:port]/path` split into an address to connect to, the Host
-/// header and the request target.
-fn split(url: &str) -> Result<(String, String, String), Error> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| Error::Url(url.to_owned()))?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    if authority.is_empty() || authority.contains('@') {
-        return Err(Error::Url(url.to_owned()));
+type Plain = Client<HttpConnector, Full<Bytes>>;
+type Secure = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+fn connector() -> HttpConnector {
+    let mut c = HttpConnector::new();
+    c.set_nodelay(true);
+    c.set_connect_timeout(Some(Duration::from_secs(5)));
+    // The TLS connector below takes `https://` URLs through this one.
+    c.enforce_http(false);
+    c
+}
+
+/// Requests are rare (a probe a second at most): no connection is kept, so
+/// none outlives the runtime that opened it.
+fn builder() -> hyper_util::client::legacy::Builder {
+    let mut b = Client::builder(TokioExecutor::new());
+    b.pool_max_idle_per_host(0);
+    b
+}
+
+fn plain() -> &'static Plain {
+    static CLIENT: OnceLock<Plain> = OnceLock::new();
+    CLIENT.get_or_init(|| builder().build(connector()))
+}
+
+/// Built at the first `https://` request: the system's roots are read once.
+fn secure() -> Result<&'static Secure, Error> {
+    static CLIENT: OnceLock<Result<Secure, String>> = OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            let config = crate::tls::client_config(None).map_err(|e| format!("{e:#}"))?;
+            let https = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config((*config).clone())
+                .https_only()
+                .enable_http1()
+                .wrap_connector(connector());
+            Ok(builder().build(https))
+        })
+        .as_ref()
+        .map_err(|e| Error::Tls(e.clone()))
+}
+
+/// Checks a URL: `http` or `https`, a host, no user info.
+pub fn parse(url: &str) -> Result<Uri, Error> {
+    let bad = || Error::Url(url.to_owned());
+    let uri: Uri = url.parse().map_err(|_| bad())?;
+    let authority = uri.authority().ok_or_else(bad)?;
+    if authority.as_str().contains('@') || authority.host().is_empty() {
+        return Err(bad());
     }
-    let has_port = match authority.rfind(':') {
-        Some(i) => !authority[i..].contains(']'),
-        None => false,
-    };
-    let addr = if has_port {
-        authority.to_owned()
-    } else {
-        format!("{authority}:80")
-    };
-    Ok((addr, authority.to_owned(), path.to_owned()))
+    match uri.scheme_str() {
+        Some("http") | Some("https") => Ok(uri),
+        _ => Err(bad()),
+    }
 }
 
 /// Sends one request and returns the response's status code.
@@ -50,71 +87,69 @@ pub async fn request(
     body: Option<(&str, &[u8])>,
     timeout: Duration,
 ) -> Result<u16, Error> {
-    let (addr, host, path) = split(url)?;
+    let uri = parse(url)?;
+    let https = uri.scheme_str() == Some("https");
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(hyper::header::USER_AGENT, "workspaced");
+    let body = match body {
+        Some((content_type, bytes)) => {
+            req = req.header(hyper::header::CONTENT_TYPE, content_type);
+            Full::new(Bytes::copy_from_slice(bytes))
+        }
+        None => Full::new(Bytes::new()),
+    };
+    let req = req
+        .body(body)
+        .map_err(|e| Error::Request(format!("build the request: {e}")))?;
     let exchange = async {
-        let mut stream = TcpStream::connect(&addr).await?;
-        let mut req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: workspaced\r\nConnection: close\r\n"
-        );
-        if let Some((content_type, bytes)) = body {
-            req.push_str(&format!(
-                "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
-                bytes.len()
-            ));
-        }
-        req.push_str("\r\n");
-        stream.write_all(req.as_bytes()).await?;
-        if let Some((_, bytes)) = body {
-            stream.write_all(bytes).await?;
-        }
-        let mut head = Vec::with_capacity(256);
-        let mut buf = [0u8; 256];
-        while !head.contains(&b'\n') && head.len() < 4096 {
-            let n = stream.read(&mut buf).await?;
-            if n == 0 {
-                break;
-            }
-            head.extend_from_slice(&buf[..n]);
-        }
-        status_code(&head).ok_or(Error::Malformed)
+        let resp = if https {
+            secure()?.request(req).await
+        } else {
+            plain().request(req).await
+        };
+        // The status is all that matters; the body is dropped unread.
+        resp.map(|r| r.status().as_u16())
+            .map_err(|e| Error::Request(error_chain(&e)))
     };
     tokio::time::timeout(timeout, exchange)
         .await
         .map_err(|_| Error::Timeout)?
 }
 
-fn status_code(head: &[u8]) -> Option<u16> {
-    let line = head.split(|&b| b == b'\n').next()?;
-    let line = std::str::from_utf8(line).ok()?;
-    let mut parts = line.split_whitespace();
-    if !parts.next()?.starts_with("HTTP/1.") {
-        return None;
+/// hyper's errors say little at the top ("client error (Connect)"): the
+/// cause (refused, certificate unknown) is further down.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
     }
-    parts.next()?.parse().ok()
+    s
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[test]
-    fn splits_urls() {
-        let s = |u| split(u).unwrap();
-        assert_eq!(
-            s("http://127.0.0.1:8080/hook?x=1"),
-            (
-                "127.0.0.1:8080".into(),
-                "127.0.0.1:8080".into(),
-                "/hook?x=1".into()
-            )
-        );
-        assert_eq!(
-            s("http://example.test"),
-            ("example.test:80".into(), "example.test".into(), "/".into())
-        );
-        assert_eq!(s("http://[::1]/a").0, "[::1]:80");
-        assert!(split("https://example.test/").is_err());
-        assert!(split("http://user:pw@example.test/").is_err());
+    fn checks_urls() {
+        assert!(parse("http://127.0.0.1:8080/hook?x=1").is_ok());
+        assert!(parse("https://example.test").is_ok());
+        assert!(parse("http://[::1]/a").is_ok());
+        for bad in [
+            "ftp://example.test/",
+            "http://user:pw@example.test/",
+            "/just/a/path",
+            "example.test",
+            "http://",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[tokio::test]
@@ -143,8 +178,8 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(code, 204);
-        let req = server.await.unwrap();
-        assert!(req.starts_with("POST /hook HTTP/1.1\r\n"), "{req}");
-        assert!(req.contains("Content-Length: 7\r\n"), "{req}");
+        let req = server.await.unwrap().to_ascii_lowercase();
+        assert!(req.starts_with("post /hook http/1.1\r\n"), "{req}");
+        assert!(req.contains("content-length: 7\r\n"), "{req}");
     }
 }

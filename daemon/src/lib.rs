@@ -24,3 +24,4 @@ pub mod sync;
 mod sys;
 pub mod terminal;
 pub mod time;
+pub mod tls;

@@ -224,6 +224,12 @@ pub async fn run(
     );
     let session_ttl = config.session_ttl;
     crate::memory::spawn(&tracker, cancel.clone());
+    let relay = http::relay::Relay::new(
+        config.containers.clone(),
+        &token,
+        cancel.clone(),
+        config.max_ws_message_bytes,
+    )?;
     let app = Arc::new(App {
         auth: Authenticator::new(
             &token,
@@ -243,6 +249,7 @@ pub async fn run(
         proxy,
         sessions: crate::session::Sessions::new(session_ttl),
         own_port: local.port(),
+        relay,
         draining: AtomicBool::new(false),
         started_at,
     });

@@ -15,6 +15,7 @@ const $ = (id) => document.getElementById(id);
 
 const tabs = new Map(); // id -> { info, term, fit, ws, el, tab }
 let active = localStorage.getItem("workspaced.active") || null;
+let ownContainer = null; // this daemon's container; its terminals have `container: null`
 
 function banner(text, bad = false) {
   const b = $("banner");
@@ -37,13 +38,15 @@ function openTab(info) {
   const tab = document.createElement("button");
   tab.className = "tab";
   tab.dataset.id = info.id;
-  tab.innerHTML = `<span class="label"></span><span class="close" title="Close terminal" aria-label="Close terminal">×</span>`;
+  tab.innerHTML = `<span class="label"></span><span class="container"></span><span class="close" title="Close terminal" aria-label="Close terminal">×</span>`;
   tab.querySelector(".label").textContent = info.title;
+  tab.querySelector(".container").textContent = info.container || ownContainer || "";
+  tab.title = `${info.title} in container ${info.container || ownContainer || "?"}`;
   tab.addEventListener("click", (e) => {
     if (e.target.classList.contains("close")) closeTab(info.id);
     else activate(info.id);
   });
-  $("tabs").insertBefore(tab, $("new-terminal"));
+  $("tabs").insertBefore(tab, $("container-picker"));
   const t = { info, term, fit, ws: null, el, tab, exited: info.exited };
   tabs.set(info.id, t);
   term.onData((d) => send(t, new TextEncoder().encode(d)));
@@ -126,8 +129,35 @@ async function closeTab(id) {
   if (next) activate(next); else $("no-terminal").hidden = false;
 }
 
+// The containers of the workspace, for the picker of a new terminal's
+// container (shown only when there is more than one).
+async function loadContainers() {
+  const r = await api("/api/v1/containers");
+  if (!r.ok) return;
+  const list = await r.json();
+  const picker = $("container-picker");
+  const chosen = picker.value;
+  picker.replaceChildren();
+  for (const c of list) {
+    if (c.self) ownContainer = c.name;
+    const o = document.createElement("option");
+    o.value = c.name;
+    o.textContent = c.state === "ready" ? `${c.name}${c.os ? ` (${c.os})` : ""}` : `${c.name} (unreachable)`;
+    o.disabled = c.state !== "ready";
+    picker.appendChild(o);
+  }
+  if (chosen && list.some((c) => c.name === chosen && c.state === "ready")) picker.value = chosen;
+  picker.hidden = list.length < 2;
+  for (const t of tabs.values()) {
+    if (!t.info.container) t.tab.querySelector(".container").textContent = ownContainer || "";
+  }
+}
+
 async function newTerminal() {
-  const r = await api("/api/v1/terminals", { method: "POST", body: JSON.stringify({ cols: 100, rows: 30 }) });
+  const body = { cols: 100, rows: 30 };
+  const picked = $("container-picker").value;
+  if (picked && picked !== ownContainer) body.container = picked;
+  const r = await api("/api/v1/terminals", { method: "POST", body: JSON.stringify(body) });
   if (!r.ok) {
     const e = await r.json().catch(() => ({}));
     banner(`Cannot open a terminal: ${e.error ? e.error.message : r.status}`, true);
@@ -268,7 +298,8 @@ $("sign-out").addEventListener("click", async () => {
 });
 window.addEventListener("resize", () => { const t = tabs.get(active); if (t) fitTab(t); });
 
-loadTerminals();
+$("container-picker").addEventListener("focus", loadContainers);
+loadContainers().finally(loadTerminals);
 loadPorts();
 loadStatus();
 events();

@@ -151,6 +151,8 @@ pub fn inject(devfile: &Value, opts: &Options) -> anyhow::Result<Value> {
         };
         add_mount(container);
         add_env(container, &common_env);
+        // Each daemon knows its container's name (its terminals' `container`).
+        add_env(container, &[env("GL_WORKSPACE_CONTAINER", &name)]);
         if i == editor_index {
             continue;
         }
@@ -362,6 +364,13 @@ mod tests {
             out["events"]["postStart"],
             json!(["gl-workspaced-db", "gl-workspaced-cache"])
         );
+        for (i, name) in [(0, "db"), (1, "main"), (2, "cache")] {
+            let env = out["components"][i]["container"]["env"].as_array().unwrap();
+            assert!(
+                env.contains(&json!({"name": "GL_WORKSPACE_CONTAINER", "value": name})),
+                "{name}: {env:?}"
+            );
+        }
         assert_eq!(
             out["events"]["preStart"],
             json!(["gl-tools-injector-command"])

@@ -16,11 +16,16 @@ const target = process.env.CARGO_TARGET_DIR ? path.resolve(root, process.env.CAR
 export const binary = path.join(target, process.env.WORKSPACED_BUILD_PROFILE || "debug", "workspaced");
 export const TOKEN = "browser-test-token-0123456789";
 
-/** Starts workspaced on 127.0.0.1:0 with extra flags; resolves once it serves. */
-export async function startDaemon(args = [], env = {}) {
+// The static (musl) build: what runs in the workspace's other containers.
+export const staticBinary = path.join(target, "x86_64-unknown-linux-musl", "debug", "workspaced");
+
+/** Starts workspaced on 127.0.0.1:0 with extra flags; resolves once it serves.
+ * `launcher` is a command that ends by exec'ing its arguments (the binary and its flags). */
+export async function startDaemon(args = [], env = {}, { launcher = [], bin = binary } = {}) {
   const workspace = mkdtempSync(path.join(tmpdir(), "ws-browser-"));
   const state = mkdtempSync(path.join(tmpdir(), "ws-state-"));
-  const child = spawn(binary, ["serve", "--listen", "127.0.0.1:0", "--workspace", workspace,
+  const argv = [...launcher, bin];
+  const child = spawn(argv[0], [...argv.slice(1), "serve", "--listen", "127.0.0.1:0", "--workspace", workspace,
     "--name", "browser-test", "--state-dir", state, ...args], {
     // HOME is the state dir: login shells must not run this machine's dotfiles.
     env: { ...process.env, WORKSPACED_TOKEN: TOKEN, RUST_LOG: "info", SHELL: "/bin/bash", HOME: state, ...env },

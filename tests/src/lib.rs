@@ -51,6 +51,44 @@ pub fn daemon_binary() -> PathBuf {
     .clone()
 }
 
+/// The target of the static daemon (no libc, no OpenSSL from the system),
+/// the binary that runs in every other container of a workspace.
+pub const STATIC_TARGET: &str = "x86_64-unknown-linux-musl";
+
+/// The static daemon binary, built once per test run (a no-op when up to date).
+pub fn static_daemon_binary() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap()
+            .to_owned();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "workspaced",
+                "--bin",
+                "workspaced",
+            ])
+            .args(["--target", STATIC_TARGET])
+            .current_dir(&root)
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building the static workspaced failed");
+        daemon_binary()
+            .parent()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .join(STATIC_TARGET)
+            .join("debug/workspaced")
+    })
+    .clone()
+}
+
 /// What the daemon wrote on stderr, shared with the thread that reads it.
 #[derive(Default)]
 pub struct Log {
@@ -92,9 +130,32 @@ pub struct Builder {
     token: Option<String>,
     workspace: Option<tempfile::TempDir>,
     state: Option<tempfile::TempDir>,
+    binary: Option<PathBuf>,
+    launcher: Vec<String>,
+    listen: String,
 }
 
 impl Builder {
+    /// Runs this binary instead of the workspace's debug build.
+    pub fn binary(mut self, path: PathBuf) -> Self {
+        self.binary = Some(path);
+        self
+    }
+
+    /// Starts the daemon through a command that ends by exec'ing its
+    /// arguments (`unshare --mount sh -c '...; exec "$@"' sh`), so the
+    /// daemon keeps the pid the test holds.
+    pub fn launcher(mut self, argv: &[&str]) -> Self {
+        self.launcher = argv.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    /// Listens here instead of `127.0.0.1:0` (a restart on the same port).
+    pub fn listen(mut self, addr: &str) -> Self {
+        self.listen = addr.to_owned();
+        self
+    }
+
     /// A flag and its value: `.arg("max-terminals", "2")`.
     pub fn arg(mut self, flag: &str, value: &str) -> Self {
         self.args.push(format!("--{flag}"));
@@ -138,9 +199,17 @@ impl Builder {
         let state = self.state.unwrap_or_else(|| tempfile::tempdir().unwrap());
         let secret = state.path().join("jwt-secret");
         std::fs::write(&secret, JWT_SECRET).unwrap();
-        let mut cmd = Command::new(daemon_binary());
+        let binary = self.binary.clone().unwrap_or_else(daemon_binary);
+        let mut cmd = match self.launcher.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(&binary);
+                c
+            }
+            None => Command::new(&binary),
+        };
         cmd.arg("serve")
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", &self.listen])
             .arg("--workspace")
             .arg(workspace.path())
             .args(["--name", "ws-test"])
@@ -237,6 +306,9 @@ impl TestDaemon {
             token: Some(TOKEN.to_owned()),
             workspace: None,
             state: None,
+            binary: None,
+            launcher: Vec::new(),
+            listen: "127.0.0.1:0".to_owned(),
         }
     }
 

@@ -245,9 +245,8 @@ fn from_toml(key: &Key, value: &toml::Value) -> Result<Val, ConfigError> {
                     .map(|v| v.as_str().map(str::to_owned).ok_or_else(bad))
                     .collect::<Result<_, _>>()
                     .map(|c| Val::OnIdle(OnIdle::Exec(c))),
-                // Only plain http: the daemon's small client has no TLS, and
-                // a webhook that can never be delivered must fail the start.
-                (None, Some(V::String(url))) if only && url.starts_with("http://") => {
+                // A webhook that can never be delivered must fail the start.
+                (None, Some(V::String(url))) if only && crate::http_client::parse(url).is_ok() => {
                     Ok(Val::OnIdle(OnIdle::Webhook(url.clone())))
                 }
                 _ => Err(bad()),
@@ -520,6 +519,20 @@ fn build(mut vals: BTreeMap<&'static str, Val>, sources: &Sources) -> Result<Con
             .cloned()
             .unwrap_or_else(|| "main".to_owned())
     });
+    for (name, url) in &containers {
+        let plain_http =
+            crate::http_client::parse(url).is_ok_and(|u| u.scheme_str() == Some("http"));
+        let name_ok = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        // A relayed terminal's id is `<container>.<id>`: the name must not hold a dot.
+        if !name_ok || !plain_http || *name == container_name {
+            return Err(ConfigError(format!(
+                "invalid setting containers.{name}: got {url:?}, expected a name of letters, digits, '-' and '_' other than container_name ({container_name:?}) and a daemon's URL, http://HOST:PORT"
+            )));
+        }
+    }
     let allowed_origins = match take("allowed_origins") {
         Some(Val::Strs(list)) => list,
         _ => Vec::new(),
@@ -700,7 +713,10 @@ mod tests {
         assert!(c.components[0].required);
 
         for (bad, named) in [
-            ("on_idle = { webhook = \"https://example.test/x\" }\n", "on_idle"),
+            ("on_idle = { webhook = \"ftp://example.test/x\" }\n", "on_idle"),
+            ("[containers]\ndb = \"ftp://127.0.0.1:1\"\n", "containers.db"),
+            ("[containers]\n\"a.b\" = \"http://127.0.0.1:1\"\n", "containers.a.b"),
+            ("[containers]\nmain = \"http://127.0.0.1:1\"\n", "containers.main"),
             ("[[components]]\nname = \"a/b\"\ncommand = [\"x\"]\n", "components[0].name"),
             ("[[components]]\nname = \"ports\"\ncommand = [\"x\"]\n", "components[0].name"),
             ("[[components]]\nname = \"a\"\ncommand = [\"x\"]\n[[components]]\nname = \"a\"\ncommand = [\"y\"]\n", "components[1].name"),

@@ -10,6 +10,7 @@ pub(crate) mod guard;
 pub(crate) mod limits;
 pub(crate) mod pages;
 mod ports;
+pub mod relay;
 pub mod serve;
 mod status;
 mod sync;
@@ -61,6 +62,7 @@ pub struct App {
     pub sessions: crate::session::Sessions,
     /// The port the daemon listens on: `Host: <own_port>-...` is the daemon.
     pub own_port: u16,
+    pub relay: relay::Relay,
     pub draining: AtomicBool,
     pub started_at: SystemTime,
 }
@@ -100,6 +102,11 @@ fn api_routes() -> Vec<ApiRoute> {
             get(terminals::attach),
         ),
         (Method::GET, "/api/v1/events", get(terminals::events)),
+        (
+            Method::GET,
+            "/api/v1/containers",
+            get(relay::list_containers),
+        ),
         (Method::GET, "/api/v1/status", get(status::status)),
         (Method::GET, "/api/v1/idle", get(status::get_idle)),
         (Method::PUT, "/api/v1/idle", put(status::put_idle)),

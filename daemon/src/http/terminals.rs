@@ -10,9 +10,9 @@ use axum::Json;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 
-use super::{ApiError, ApiJson, AppState};
+use super::{relay, ApiError, ApiJson, AppState};
 use crate::heartbeat::Heartbeat;
-use crate::terminal::{self, CreateError, Spec, TerminalInfo};
+use crate::terminal::{self, CreateError, Spec};
 
 #[derive(Debug, Deserialize)]
 pub struct CreateRequest {
@@ -23,6 +23,20 @@ pub struct CreateRequest {
     rows: Option<u32>,
     title: Option<String>,
     container: Option<String>,
+}
+
+impl CreateRequest {
+    /// The request as the container's daemon gets it (its own terminal).
+    fn relayed(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({
+            "command": self.command, "cwd": self.cwd, "env": self.env,
+            "cols": self.cols, "rows": self.rows, "title": self.title,
+        });
+        if let Some(m) = v.as_object_mut() {
+            m.retain(|_, v| !v.is_null());
+        }
+        v
+    }
 }
 
 fn size(n: Option<u32>, default: u16) -> Result<u16, ApiError> {
@@ -41,19 +55,15 @@ pub async fn create(
     State(app): State<AppState>,
     ApiJson(req): ApiJson<CreateRequest>,
 ) -> Result<Response, ApiError> {
-    if let Some(name) = &req.container {
-        if !app.config.containers.contains_key(name) {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "unknown_container",
-                format!("no container named {name:?} is configured"),
-            ));
+    if let Some(name) = req
+        .container
+        .as_deref()
+        .filter(|n| *n != app.config.container_name)
+    {
+        if !app.relay.knows(name) {
+            return Err(relay::unknown_container(name));
         }
-        return Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "not_implemented",
-            "terminals in other containers are not supported by this daemon yet",
-        ));
+        return app.relay.create(name, req.relayed()).await;
     }
     if req
         .command
@@ -85,8 +95,15 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(t.info())).into_response())
 }
 
-pub async fn list(State(app): State<AppState>) -> Json<Vec<TerminalInfo>> {
-    Json(app.terminals.list().iter().map(|t| t.info()).collect())
+pub async fn list(State(app): State<AppState>) -> Json<Vec<serde_json::Value>> {
+    let mut all: Vec<serde_json::Value> = app
+        .terminals
+        .list()
+        .iter()
+        .filter_map(|t| serde_json::to_value(t.info()).ok())
+        .collect();
+    all.extend(app.relay.list().await);
+    Json(all)
 }
 
 fn unknown(id: &str) -> ApiError {
@@ -96,15 +113,21 @@ fn unknown(id: &str) -> ApiError {
 pub async fn get_one(
     State(app): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<TerminalInfo>, ApiError> {
+) -> Result<Response, ApiError> {
+    if let Some((name, rid)) = app.relay.split_id(&id) {
+        return app.relay.get(name, rid).await;
+    }
     let t = app.terminals.get(&id).ok_or_else(|| unknown(&id))?;
-    Ok(Json(t.info()))
+    Ok(Json(t.info()).into_response())
 }
 
 pub async fn remove(
     State(app): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    if let Some((name, rid)) = app.relay.split_id(&id) {
+        return app.relay.delete(name, rid).await;
+    }
     if app.terminals.delete(&id) {
         Ok(super::no_content())
     } else {
@@ -123,13 +146,19 @@ pub async fn attach(
     Query(q): Query<AttachQuery>,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    let t = app.terminals.get(&id).ok_or_else(|| unknown(&id))?;
     let offset = match q.offset.as_deref() {
         None | Some("") => None,
         Some(s) => Some(s.parse::<u64>().map_err(|_| {
             ApiError::bad_request("invalid_offset", "offset must be a non-negative integer")
         })?),
     };
+    if let Some((name, rid)) = app.relay.split_id(&id) {
+        let ws = ws.map_err(|_| {
+            ApiError::bad_request("websocket_required", "this route takes a WebSocket upgrade")
+        })?;
+        return app.relay.attach(name, rid, offset, ws).await;
+    }
+    let t = app.terminals.get(&id).ok_or_else(|| unknown(&id))?;
     let total = t.output.lock().unwrap().end();
     if offset.is_some_and(|n| n > total) {
         return Err(ApiError::bad_request(

@@ -192,6 +192,105 @@ async fn the_webhook_is_delivered_after_two_refusals() {
         .is_err());
 }
 
+/// An HTTPS server with a certificate of a private CA: each POST's body
+/// is handed over and answered 200.
+async fn https_webhook_server(
+    ca: &integration_tests::tls::TestCa,
+) -> (String, tokio::sync::mpsc::Receiver<String>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}/idle-hook", listener.local_addr().unwrap());
+    let acceptor = ca.acceptor();
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(async move {
+        let mut conns = tokio::task::JoinSet::new();
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            // Each connection on its own: the port detector's probe may
+            // connect and never finish a handshake.
+            conns.spawn(async move {
+                let Ok(mut s) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                let body = loop {
+                    let Ok(n) = s.read(&mut buf).await else {
+                        break None;
+                    };
+                    if n == 0 {
+                        break None;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&got).into_owned();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let len: usize = text[..end]
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse().unwrap())
+                            })
+                            .unwrap_or(0);
+                        if got.len() >= end + 4 + len {
+                            break Some(text[end + 4..].to_owned());
+                        }
+                    }
+                };
+                let Some(body) = body.filter(|_| got.starts_with(b"POST /idle-hook ")) else {
+                    return;
+                };
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                    .await;
+                let _ = tx.send(body).await;
+            });
+        }
+    });
+    (url, rx)
+}
+
+// Multi-threaded: the TLS server answers while the test waits on the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_webhook_is_delivered_with_the_ca_of_ssl_cert_file() {
+    let ca = integration_tests::tls::TestCa::new();
+    let (url, mut rx) = https_webhook_server(&ca).await;
+    let config =
+        format!("idle_timeout = 1\nwarn_before = \"1s\"\non_idle = {{ webhook = \"{url}\" }}\n");
+    let d = TestDaemon::builder()
+        .config(&config)
+        .env("SSL_CERT_FILE", ca.ca_cert.to_str().unwrap())
+        .start();
+    let body = tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .expect("the webhook over https")
+        .unwrap();
+    let idle: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(idle["state"], "idle", "{idle}");
+    assert!(d
+        .log
+        .wait_for(WAIT, |l| l.contains("idle webhook delivered").then_some(()))
+        .is_some());
+
+    // Without the CA the server's certificate is not trusted: nothing is
+    // delivered, and the log says why.
+    let untrusting = TestDaemon::builder()
+        .config(&config)
+        .env("SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt")
+        .start();
+    let why = untrusting
+        .log
+        .wait_for(WAIT, |l| {
+            l.contains("idle webhook failed").then(|| l.to_owned())
+        })
+        .expect("a failed try");
+    assert!(
+        why.contains("certificate") || why.contains("UnknownIssuer"),
+        "{why}"
+    );
+    assert!(rx.try_recv().is_err());
+}
+
 #[tokio::test]
 async fn max_active_fires_despite_constant_activity() {
     let d = TestDaemon::builder()

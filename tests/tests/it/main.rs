@@ -3,6 +3,7 @@
 
 mod auth;
 mod bounds;
+mod containers;
 mod devfile;
 mod forward;
 mod health;
