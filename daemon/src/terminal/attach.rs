@@ -16,6 +16,10 @@ use crate::activity::{Activity, Source};
 
 /// Largest binary frame of output sent at once.
 const MAX_FRAME: usize = 256 * 1024;
+/// A frame this large means output is streaming rather than echoing.
+const COALESCE_FROM: usize = 4096;
+/// How long a streaming client lets output gather before its next frame.
+const COALESCE_WAIT: std::time::Duration = std::time::Duration::from_millis(1);
 /// How often the echo state is looked at while a client is attached: a
 /// program may turn echo off without writing anything.
 const MODE_POLL: std::time::Duration = std::time::Duration::from_millis(100);
@@ -150,7 +154,7 @@ pub async fn run(
         // Everything already produced is sent before waiting again.
         buf.clear();
         let step = t.step(key, MAX_FRAME, &mut buf);
-        let exited = step.exited;
+        let exited = step.exited.clone();
         if let Some(k) = step.lagged {
             if sink
                 .send(text(json!({"type":"lagged","offset":k})))
@@ -161,14 +165,16 @@ pub async fn run(
             }
         }
         if !buf.is_empty() {
-            if sink
-                .send(Message::Binary(std::mem::take(&mut buf).into()))
-                .await
-                .is_err()
-            {
+            // A copy of the exact size: the buffer is kept for the next step.
+            let frame = axum::body::Bytes::copy_from_slice(&buf);
+            if sink.send(Message::Binary(frame)).await.is_err() {
                 return;
             }
-            buf = Vec::with_capacity(MAX_FRAME);
+            if (COALESCE_FROM..MAX_FRAME).contains(&step.sent) {
+                // Output is streaming: let more gather, so that a flood goes
+                // out in large frames rather than one per PTY read.
+                tokio::time::sleep(COALESCE_WAIT).await;
+            }
             continue;
         }
         if let Some(status) = exited {

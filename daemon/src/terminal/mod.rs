@@ -157,7 +157,6 @@ impl Output {
     pub fn end(&self) -> u64 {
         self.ring.end()
     }
-
 }
 
 /// The window title and icon name (OSC 0, 1 and 2), which `vt100` reports
@@ -489,15 +488,14 @@ impl Terminal {
     /// without writing anything (`read -s`).
     pub fn check_mode(&self) {
         let Some(fd) = self.pty.fd() else { return };
+        // Asked and sent under the lock: two threads checking at once must
+        // not record or send an older answer after a newer one.
+        let mut out = self.output.lock().unwrap();
         let echo = !crate::sys::password_mode(fd).unwrap_or(false);
-        {
-            let mut out = self.output.lock().unwrap();
-            if out.exited.is_some() || out.echo == echo {
-                return;
-            }
+        if out.exited.is_none() && out.echo != echo {
             out.echo = echo;
+            let _ = self.control.send(Control::Mode { echo });
         }
-        let _ = self.control.send(Control::Mode { echo });
     }
 
     pub fn is_exited(&self) -> bool {

@@ -9,4 +9,5 @@ mod ports;
 mod process;
 mod proxy;
 mod sync;
+mod terminal_flow;
 mod terminals;
