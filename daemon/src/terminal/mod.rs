@@ -785,3 +785,50 @@ impl Terminals {
         futures_util::future::join_all(ends).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn sizes_are_integers_from_1_to_1000() {
+        for ok in [1, 80, 1000] {
+            assert_eq!(size_of(&json!(ok)), Some(ok as u16));
+        }
+        for bad in [
+            json!(-1),
+            json!(0),
+            json!(1001),
+            json!(1.5),
+            json!("80"),
+            json!(null),
+        ] {
+            assert_eq!(size_of(&bad), None, "{bad}");
+        }
+    }
+
+    fn replay_of(output: &[u8]) -> Vec<u8> {
+        let mut p = vt100::Parser::new_with_callbacks(24, 80, 0, Titles::default());
+        p.process(output);
+        screen_bytes(&p)
+    }
+
+    #[test]
+    fn the_replay_sets_the_title_and_icon_name_last_given() {
+        let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+        let r = replay_of(b"\x1b]0;one\x07text\x1b]0;two\x1b\\");
+        assert!(find(&r, b"\x1b]0;two\x07"));
+        assert!(!find(&r, b"one"));
+        let r = replay_of(b"\x1b]2;a;b\x07\x1b]1;icon\x07");
+        assert!(find(&r, b"\x1b]2;a;b\x07"));
+        assert!(find(&r, b"\x1b]1;icon\x07"));
+        // Nothing set: no OSC at all.
+        assert!(!find(&replay_of(b"plain"), b"\x1b]"));
+        // A hostile title cannot end the OSC early or grow without bound.
+        let mut long = b"\x1b]2;".to_vec();
+        long.extend(std::iter::repeat_n(b'x', 100_000));
+        long.push(0x07);
+        assert!(replay_of(&long).len() < 10_000);
+    }
+}
