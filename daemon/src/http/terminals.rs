@@ -81,7 +81,7 @@ pub async fn create(
         ),
         CreateError::Path(p) => p.into(),
         CreateError::Spawn { .. } => ApiError::bad_request("spawn_failed", format!("{e}")),
-        CreateError::Threads(_) => ApiError::internal(format!("{e:#}")),
+        CreateError::Internal(_) => ApiError::internal(format!("{e:#}")),
     })?;
     Ok((StatusCode::CREATED, Json(t.info())).into_response())
 }

@@ -556,10 +556,10 @@ pub enum CreateError {
         command: Vec<String>,
         cause: anyhow::Error,
     },
-    /// The daemon could not start the terminal's threads (a pids limit):
-    /// the child was killed and reaped.
-    #[error("cannot start the terminal's threads: {0:#}")]
-    Threads(std::io::Error),
+    /// The daemon could not draw an id or start the terminal's threads (a
+    /// pids limit): no child is left behind.
+    #[error("cannot start the terminal: {0:#}")]
+    Internal(anyhow::Error),
 }
 
 /// Limits and defaults for terminals.
@@ -591,10 +591,10 @@ impl std::fmt::Debug for Terminals {
     }
 }
 
-fn random_id() -> String {
+fn random_id() -> anyhow::Result<String> {
     let mut b = [0u8; 6];
-    getrandom::fill(&mut b).expect("the OS random source works");
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("draw a terminal id: {e}"))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
 /// The user's login shell: `$SHELL`, else bash, else sh.
@@ -674,12 +674,12 @@ impl Terminals {
         let dir = root.open_dir(&spec.cwd)?;
         let cwd_path = root.real_path(&dir)?;
         let command = spec.command.clone().unwrap_or_else(default_shell);
+        let id = random_id().map_err(CreateError::Internal)?;
         let spawned = process::spawn(&command, &cwd_path, &spec.env, spec.cols, spec.rows)
             .map_err(|cause| CreateError::Spawn {
                 command: command.clone(),
                 cause,
             })?;
-        let id = random_id();
         let title = spec.title.clone().unwrap_or_else(|| {
             std::path::Path::new(&command[0])
                 .file_name()
@@ -725,7 +725,9 @@ impl Terminals {
             input_rx,
             self.output_activity.get().cloned(),
         )
-        .map_err(CreateError::Threads)?;
+        .map_err(|e| {
+            CreateError::Internal(anyhow::Error::from(e).context("start the terminal's threads"))
+        })?;
         Ok((terminal, exited))
     }
 
