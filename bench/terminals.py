@@ -1,7 +1,8 @@
 """Terminal benchmark: workspaced against terminado and a local PTY reader.
 
 Measures, side by side in one run: output throughput to one WebSocket client
-(64 MiB of `base64`), keystroke echo latency (p50/p99 over 2,000 keys), RSS
+(64 MiB of `base64`, with the bytes each client received: a run that lost
+bytes does not count), keystroke echo latency (p50/p99 over 2,000 keys), RSS
 idle and with 20 terminals, and the time from process start to the first 200
 on /healthz. Prints a Markdown table. Run through bench/terminals.sh.
 """
@@ -107,11 +108,15 @@ class Workspaced:
         await ws.recv()  # attached
         return ws
 
+    lagged = 0
+
     async def read(self, ws):
         while True:
             m = await ws.recv()
             if isinstance(m, bytes):
                 return m
+            if json.loads(m).get("type") == "lagged":
+                self.lagged += 1
 
     async def send(self, ws, data):
         await ws.send(data.encode())
@@ -172,7 +177,7 @@ async def throughput(server):
             break
     dt = time.perf_counter() - t0
     await ws.close()
-    return total / dt / MIB
+    return total / dt / MIB, total
 
 
 async def echo_latency(server):
@@ -209,7 +214,7 @@ def local_pty_throughput():
         total += len(b)
     dt = time.perf_counter() - t0
     os.waitpid(pid, 0)
-    return total / dt / MIB
+    return total / dt / MIB, total
 
 
 def local_pty_echo():
@@ -266,10 +271,18 @@ async def main():
     t.stop()
 
     tp = {"workspaced": [], "terminado": [], "local": []}
+    got = {"workspaced": [], "terminado": [], "local": []}
     for _ in range(runs):
-        tp["local"].append(local_pty_throughput())
-        tp["workspaced"].append(await throughput(w))
-        tp["terminado"].append(await throughput(t))
+        for name, run in (("local", local_pty_throughput), ("workspaced", lambda: throughput(w)),
+                          ("terminado", lambda: throughput(t))):
+            r = run()
+            rate, total = (await r) if asyncio.iscoroutine(r) else r
+            tp[name].append(rate)
+            got[name].append(total)
+    # Every run produces the same output: a client that got fewer bytes
+    # than the PTY gave lost some, and that run does not count.
+    want = max(got["local"])
+    lost = {k: sum(want - n for n in v) for k, v in got.items()}
     rows["throughput"] = {k: statistics.median(v) for k, v in tp.items()}
 
     rows["echo"] = {"workspaced": await echo_latency(w), "terminado": await echo_latency(t), "local": local_pty_echo()}
@@ -295,6 +308,7 @@ async def main():
     print(f"| measure | workspaced | terminado | local PTY | workspaced / peer |")
     print(f"| --- | --- | --- | --- | --- |")
     print(f"| throughput, 64 MiB base64 (MiB/s, median of {runs}) | {th['workspaced']:.0f} | {th['terminado']:.0f} | {th['local']:.0f} | {th['workspaced']/th['local']:.2f} of local, {th['workspaced']/th['terminado']:.2f}x terminado |")
+    print(f"| bytes lost over the {runs} runs (of {want} each); `lagged` frames | {lost['workspaced']}; {w.lagged} | {lost['terminado']} | {lost['local']} | |")
     print(f"| echo p50 (µs, {KEYS} keys) | {e['workspaced'][0]:.0f} | {e['terminado'][0]:.0f} | {e['local'][0]:.0f} | {e['workspaced'][0]/e['terminado'][0]:.2f} of terminado |")
     print(f"| echo p99 (µs) | {e['workspaced'][1]:.0f} | {e['terminado'][1]:.0f} | {e['local'][1]:.0f} | {e['workspaced'][1]/e['terminado'][1]:.2f} of terminado |")
     print(f"| RSS idle (MiB) | {idle_w/1024:.1f} | {idle_t/1024:.1f} | | |")

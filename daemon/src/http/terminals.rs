@@ -19,8 +19,9 @@ pub struct CreateRequest {
     command: Option<Vec<String>>,
     cwd: Option<String>,
     env: Option<BTreeMap<String, String>>,
-    cols: Option<u32>,
-    rows: Option<u32>,
+    // Any JSON value, so that -1 or 1.5 get `invalid_size`, not `invalid_json`.
+    cols: Option<serde_json::Value>,
+    rows: Option<serde_json::Value>,
     title: Option<String>,
     container: Option<String>,
 }
@@ -39,15 +40,15 @@ impl CreateRequest {
     }
 }
 
-fn size(n: Option<u32>, default: u16) -> Result<u16, ApiError> {
-    let n = n.unwrap_or(default as u32);
-    if (terminal::MIN_SIZE as u32..=terminal::MAX_SIZE as u32).contains(&n) {
-        Ok(n as u16)
-    } else {
-        Err(ApiError::bad_request(
-            "invalid_size",
-            format!("cols and rows must be from 1 to 1000, got {n}"),
-        ))
+fn size(n: Option<serde_json::Value>, default: u16) -> Result<u16, ApiError> {
+    match n {
+        None => Ok(default),
+        Some(v) => terminal::size_of(&v).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_size",
+                format!("cols and rows must be integers from 1 to 1000, got {v}"),
+            )
+        }),
     }
 }
 
@@ -91,6 +92,7 @@ pub async fn create(
         ),
         CreateError::Path(p) => p.into(),
         CreateError::Spawn { .. } => ApiError::bad_request("spawn_failed", format!("{e}")),
+        CreateError::Internal(_) => ApiError::internal(format!("{e:#}")),
     })?;
     Ok((StatusCode::CREATED, Json(t.info())).into_response())
 }

@@ -1,6 +1,7 @@
 //! One attached client: replay (bytes from an offset, or the current screen),
-//! then live output pulled from the ring at the client's own pace, input,
-//! resizes, lag, exit and shutdown.
+//! then live output pulled from the ring at the client's own pace (the
+//! terminal's reader waits for it while it reads, and skips it ahead when it
+//! stops), input, resizes, mode changes, exit and shutdown.
 
 use std::sync::Arc;
 
@@ -10,11 +11,18 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use super::{Control, Terminal, MAX_SIZE, MIN_SIZE};
+use super::{size_of, Control, Terminal};
 use crate::activity::{Activity, Source};
 
 /// Largest binary frame of output sent at once.
 const MAX_FRAME: usize = 256 * 1024;
+/// A frame this large means output is streaming rather than echoing.
+const COALESCE_FROM: usize = 4096;
+/// How long a streaming client lets output gather before its next frame.
+const COALESCE_WAIT: std::time::Duration = std::time::Duration::from_millis(1);
+/// How often the echo state is looked at while a client is attached: a
+/// program may turn echo off without writing anything.
+const MODE_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
 pub const CLOSE_NORMAL: u16 = 1000;
 pub const CLOSE_GOING_AWAY: u16 = 1001;
@@ -23,7 +31,11 @@ pub const CLOSE_TOO_BIG: u16 = 1009;
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum ClientMessage {
-    Resize { cols: u32, rows: u32 },
+    // Any JSON value, so that -1 or 1.5 get `invalid_size`.
+    Resize {
+        cols: serde_json::Value,
+        rows: serde_json::Value,
+    },
 }
 
 fn text(v: serde_json::Value) -> Message {
@@ -56,23 +68,18 @@ pub async fn run(
 
     // Replay, decided and taken under the output lock so that nothing is
     // missed or repeated between the replay and live output.
-    let (mut cursor, first, screen) = {
-        let mut out = t.output.lock().unwrap();
-        match offset.filter(|&n| n >= out.start()) {
-            Some(n) => {
-                out.clients += 1;
-                let first = json!({"type":"attached","offset":n,"output_offset":out.end(),"replay":"bytes","echo":out.echo});
-                (n, first, None)
-            }
-            None => {
-                drop(out);
-                let (screen, at, echo) = t.attach_screen();
-                let first = json!({"type":"attached","offset":at,"output_offset":at,"replay":"screen","echo":echo});
-                (at, first, Some(screen))
-            }
+    let (key, first, screen) = match offset.and_then(|n| Some((n, t.attach_at(n, queue_limit)?))) {
+        Some((n, (key, end, echo))) => {
+            let first = json!({"type":"attached","offset":n,"output_offset":end,"replay":"bytes","echo":echo});
+            (key, first, None)
+        }
+        None => {
+            let (key, screen, at, echo) = t.attach_screen(queue_limit);
+            let first = json!({"type":"attached","offset":at,"output_offset":at,"replay":"screen","echo":echo});
+            (key, first, Some(screen))
         }
     };
-    let _guard = ClientGuard(t.clone());
+    let _guard = ClientGuard(t.clone(), key);
     activity.touch(Source::TerminalInput);
 
     if sink.send(text(first)).await.is_err() {
@@ -97,9 +104,8 @@ pub async fn run(
                 Ok(Message::Text(body)) => {
                     let reply = match serde_json::from_str::<ClientMessage>(&body) {
                         Ok(ClientMessage::Resize { cols, rows }) => {
-                            let ok = |n: u32| (MIN_SIZE as u32..=MAX_SIZE as u32).contains(&n);
-                            if ok(cols) && ok(rows) {
-                                if let Err(e) = reader_t.resize(cols as u16, rows as u16) {
+                            if let (Some(cols), Some(rows)) = (size_of(&cols), size_of(&rows)) {
+                                if let Err(e) = reader_t.resize(cols, rows) {
                                     tracing::warn!(error = %e, "resize failed");
                                 }
                                 None
@@ -141,24 +147,15 @@ pub async fn run(
     });
     let _abort_reader = AbortOnDrop(reader);
 
+    let mut mode_poll = tokio::time::interval(MODE_POLL);
+    mode_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut buf = Vec::with_capacity(MAX_FRAME);
     loop {
         // Everything already produced is sent before waiting again.
-        let (lagged, exited) = {
-            let out = t.output.lock().unwrap();
-            let end = out.end();
-            let mut lagged = None;
-            if cursor < out.start() || end - cursor > queue_limit as u64 {
-                cursor = end;
-                lagged = Some(end);
-            }
-            buf.clear();
-            let n = out.read(cursor, MAX_FRAME, &mut buf).unwrap_or(0);
-            cursor += n as u64;
-            let exited = (cursor == end).then(|| out.exited.clone()).flatten();
-            (lagged, exited)
-        };
-        if let Some(k) = lagged {
+        buf.clear();
+        let step = t.step(key, MAX_FRAME, &mut buf);
+        let exited = step.exited.clone();
+        if let Some(k) = step.lagged {
             if sink
                 .send(text(json!({"type":"lagged","offset":k})))
                 .await
@@ -168,14 +165,16 @@ pub async fn run(
             }
         }
         if !buf.is_empty() {
-            if sink
-                .send(Message::Binary(std::mem::take(&mut buf).into()))
-                .await
-                .is_err()
-            {
+            // A copy of the exact size: the buffer is kept for the next step.
+            let frame = axum::body::Bytes::copy_from_slice(&buf);
+            if sink.send(Message::Binary(frame)).await.is_err() {
                 return;
             }
-            buf = Vec::with_capacity(MAX_FRAME);
+            if (COALESCE_FROM..MAX_FRAME).contains(&step.sent) {
+                // Output is streaming: let more gather, so that a flood goes
+                // out in large frames rather than one per PTY read.
+                tokio::time::sleep(COALESCE_WAIT).await;
+            }
             continue;
         }
         if let Some(status) = exited {
@@ -189,8 +188,10 @@ pub async fn run(
         }
         tokio::select! {
             r = changed.changed() => if r.is_err() { return },
+            _ = mode_poll.tick() => t.check_mode(),
             c = control.recv() => match c {
                 Ok(Control::Mode { echo }) => {
+                    t.wake(key);
                     if sink.send(text(json!({"type":"mode","echo":echo}))).await.is_err() {
                         return;
                     }
@@ -199,6 +200,7 @@ pub async fn run(
             },
             reply = reply_rx.recv() => match reply {
                 Some(msg) => {
+                    t.wake(key);
                     let closing = matches!(msg, Message::Close(_));
                     if sink.send(msg).await.is_err() || closing {
                         return;
@@ -216,11 +218,11 @@ pub async fn run(
     }
 }
 
-struct ClientGuard(Arc<Terminal>);
+struct ClientGuard(Arc<Terminal>, u64);
 
 impl Drop for ClientGuard {
     fn drop(&mut self) {
-        self.0.output.lock().unwrap().clients -= 1;
+        self.0.detach(self.1);
     }
 }
 

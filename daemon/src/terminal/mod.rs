@@ -1,15 +1,18 @@
 //! Terminals: PTYs whose output is kept (a byte ring and a headless terminal
 //! emulator) whether or not anyone watches, so a reload gets exact bytes or
 //! the current screen. Blocking PTY I/O runs on dedicated threads; clients
-//! pull from the ring at their own pace, so no client can stall the terminal.
+//! pull from the ring at their own pace. Flow control is a real terminal's:
+//! the PTY is read only as fast as the fastest reading client takes output,
+//! and a client that stops reading is skipped ahead instead of waited for.
 
 pub mod attach;
 mod process;
 pub mod ring;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, watch};
@@ -23,6 +26,13 @@ use ring::Ring;
 
 pub const MIN_SIZE: u16 = 1;
 pub const MAX_SIZE: u16 = 1000;
+
+/// A size (`cols` or `rows`) given as JSON: an integer from 1 to 1000.
+pub fn size_of(v: &serde_json::Value) -> Option<u16> {
+    v.as_u64()
+        .filter(|n| (MIN_SIZE as u64..=MAX_SIZE as u64).contains(n))
+        .and_then(|n| u16::try_from(n).ok())
+}
 
 /// How a terminal ended.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -38,10 +48,52 @@ pub enum Control {
     Mode { echo: bool },
 }
 
-/// Unparsed output beyond which the PTY reader waits for the emulator.
-const MAX_BACKLOG: u64 = 8 << 20;
 /// Bytes fed to the emulator at once.
 const PARSE_BATCH: usize = 256 * 1024;
+/// Unparsed output kept beyond the scrollback before the reader parses the
+/// oldest of it: the emulator is fed in large batches, and only with bytes
+/// about to leave the ring, or when someone asks for the screen.
+const PARSE_SLACK: u64 = 1 << 20;
+/// A client is reading while it has taken output (or had none to take)
+/// within this window (PROTOCOL.md, "Flow control").
+const READING_WINDOW: Duration = Duration::from_secs(1);
+/// How often a held reader looks again at clients that may have stalled.
+const HOLD_RECHECK: Duration = Duration::from_millis(100);
+/// A reading client this many times `client_queue_bytes` behind holds the
+/// program even when another client keeps up: bytes kept for a slow reader
+/// are bounded, and it still never misses one.
+const HARD_QUEUE_FACTOR: u64 = 16;
+
+/// One attached client as flow control sees it.
+#[derive(Debug)]
+struct Client {
+    /// Offset of the next byte to send.
+    cursor: u64,
+    /// When it last took output, or was found with none to take.
+    took: Instant,
+    /// Waiting for output with nothing unsent: it is reading.
+    idle: bool,
+    /// Set when it was skipped ahead while not reading; it is told `lagged`.
+    skipped: bool,
+    /// `client_queue_bytes` for this client.
+    queue: u64,
+}
+
+impl Client {
+    fn reading(&self, now: Instant) -> bool {
+        self.idle || now.saturating_duration_since(self.took) <= READING_WINDOW
+    }
+}
+
+/// What an attached client is to do next, decided under the output lock.
+pub struct Step {
+    /// Skipped ahead to this offset: send `lagged` first.
+    pub lagged: Option<u64>,
+    /// Output bytes were appended to the caller's buffer.
+    pub sent: usize,
+    /// Everything is sent and the process has ended.
+    pub exited: Option<ExitStatus>,
+}
 
 /// Everything mutable about a terminal's output and clients, under one
 /// lock so that offsets, kept bytes and the client count always agree.
@@ -53,7 +105,10 @@ pub struct Output {
     pub rows: u16,
     pub exited: Option<ExitStatus>,
     pub echo: bool,
-    pub clients: usize,
+    clients: BTreeMap<u64, Client>,
+    next_client: u64,
+    /// The PTY reader is waiting for a client to take output.
+    held: bool,
 }
 
 impl Output {
@@ -65,8 +120,32 @@ impl Output {
             rows,
             exited: None,
             echo: true,
-            clients: 0,
+            clients: BTreeMap::new(),
+            next_client: 0,
+            held: false,
         }
+    }
+
+    /// Attached clients.
+    pub fn clients(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// Registers a client whose next byte is `cursor`; returns its key.
+    fn add_client(&mut self, cursor: u64, queue: usize) -> u64 {
+        let key = self.next_client;
+        self.next_client += 1;
+        self.clients.insert(
+            key,
+            Client {
+                cursor,
+                took: Instant::now(),
+                idle: false,
+                skipped: false,
+                queue: queue as u64,
+            },
+        );
+        key
     }
 
     /// The oldest offset still available for replay.
@@ -78,20 +157,58 @@ impl Output {
     pub fn end(&self) -> u64 {
         self.ring.end()
     }
+}
 
-    /// Copies up to `max` bytes from `from`; `None` when `from` is no longer kept.
-    pub fn read(&self, from: u64, max: usize, out: &mut Vec<u8>) -> Option<usize> {
-        if from < self.start() {
-            return None;
+/// The window title and icon name (OSC 0, 1 and 2), which `vt100` reports
+/// only through callbacks, kept for the screen replay.
+#[derive(Debug, Default)]
+struct Titles {
+    title: Vec<u8>,
+    icon: Vec<u8>,
+}
+
+/// A title longer than this is cut: it is replayed to every client.
+const MAX_TITLE: usize = 4096;
+
+fn keep_title(to: &mut Vec<u8>, s: &[u8]) {
+    to.clear();
+    // BEL and ESC would end the OSC early when replayed.
+    to.extend(
+        s.iter()
+            .copied()
+            .filter(|&b| b != 0x07 && b != 0x1b)
+            .take(MAX_TITLE),
+    );
+}
+
+impl vt100::Callbacks for Titles {
+    fn set_window_icon_name(&mut self, _: &mut vt100::Screen, name: &[u8]) {
+        keep_title(&mut self.icon, name);
+    }
+
+    fn set_window_title(&mut self, _: &mut vt100::Screen, title: &[u8]) {
+        keep_title(&mut self.title, title);
+    }
+
+    fn unhandled_osc(&mut self, _: &mut vt100::Screen, params: &[&[u8]]) {
+        // A title with `;` in it arrives split at each `;`.
+        if let [which @ (b"0" | b"1" | b"2"), rest @ ..] = params {
+            let joined = rest.join(&b';');
+            if which != b"1" {
+                keep_title(&mut self.title, &joined);
+            }
+            if which != b"2" {
+                keep_title(&mut self.icon, &joined);
+            }
         }
-        self.ring.read(from, max, out)
     }
 }
 
-/// The headless terminal, fed in order by its own thread (and brought up
-/// to date by whoever needs the screen). Lock order: emulator, then output.
+/// The headless terminal, fed lazily: with output about to leave the ring,
+/// and up to the end whenever someone needs the screen or resizes.
+/// Lock order: emulator, then output.
 struct Emulator {
-    parser: vt100::Parser,
+    parser: vt100::Parser<Titles>,
     /// Output offset up to which `parser` has been fed.
     parsed: u64,
 }
@@ -106,10 +223,11 @@ pub struct Terminal {
     pub created_at: String,
     pub output: Mutex<Output>,
     emulator: Mutex<Emulator>,
-    /// The emulator's progress, for the reader's trimming and back-pressure.
-    parsed: std::sync::atomic::AtomicU64,
-    /// Signalled (with `output`) whenever the emulator progresses.
-    progressed: std::sync::Condvar,
+    /// The emulator's progress, for the reader's trimming.
+    parsed: AtomicU64,
+    /// Signalled (with `output`) when a client takes output or leaves while
+    /// the reader is held.
+    paced: Condvar,
     /// Bumped whenever output arrives or the terminal exits.
     pub changed: watch::Sender<u64>,
     pub control: broadcast::Sender<Control>,
@@ -168,7 +286,7 @@ impl Terminal {
             exited: out.exited.is_some(),
             exit_code: out.exited.as_ref().and_then(|e| e.code),
             exit_signal: out.exited.as_ref().and_then(|e| e.signal),
-            clients: out.clients,
+            clients: out.clients(),
             output_offset: out.end(),
             container: None,
         }
@@ -183,7 +301,7 @@ impl Terminal {
     /// that bytes before the resize are interpreted at the old size.
     pub fn resize(&self, cols: u16, rows: u16) -> std::io::Result<()> {
         let mut emu = self.emulator.lock().unwrap();
-        self.catch_up(&mut emu);
+        self.catch_up(&mut emu, u64::MAX);
         let mut out = self.output.lock().unwrap();
         if out.exited.is_some() {
             return Ok(());
@@ -195,23 +313,28 @@ impl Terminal {
         self.pty.resize(cols, rows)
     }
 
-    /// Feeds the emulator what the reader has appended, in batches, without
+    /// Feeds the emulator the output up to `until`, in batches, without
     /// holding the output lock while parsing.
-    fn catch_up(&self, emu: &mut Emulator) {
+    fn catch_up(&self, emu: &mut Emulator, until: u64) {
         let mut buf = Vec::with_capacity(PARSE_BATCH);
         loop {
             buf.clear();
             let n = {
                 let out = self.output.lock().unwrap();
-                if emu.parsed >= out.end() {
+                let want = until.min(out.end()).saturating_sub(emu.parsed);
+                if want == 0 {
                     return;
                 }
-                out.ring
-                    .read(emu.parsed, PARSE_BATCH, &mut buf)
-                    .expect("unparsed output is kept")
+                let max = usize::try_from(want).unwrap_or(usize::MAX).min(PARSE_BATCH);
+                // Unparsed output is never trimmed (see `trim`).
+                out.ring.read(emu.parsed, max, &mut buf).unwrap_or(0)
             };
+            if n == 0 {
+                return;
+            }
             emu.parser.process(&buf);
-            self.advance(emu, n);
+            emu.parsed += n as u64;
+            self.parsed.store(emu.parsed, Ordering::Release);
         }
     }
 
@@ -222,57 +345,164 @@ impl Terminal {
         if let Some(n) = out.ring.read(emu.parsed, usize::MAX, &mut buf) {
             emu.parser.process(&buf);
             emu.parsed += n as u64;
-            self.parsed
-                .store(emu.parsed, std::sync::atomic::Ordering::Release);
+            self.parsed.store(emu.parsed, Ordering::Release);
         }
     }
 
-    fn advance(&self, emu: &mut Emulator, n: usize) {
-        emu.parsed += n as u64;
-        self.parsed
-            .store(emu.parsed, std::sync::atomic::Ordering::Release);
-        // Taking the lock orders this after a waiting reader's check.
-        drop(self.output.lock().unwrap());
-        self.progressed.notify_all();
-    }
-
-    /// Appends output (called by the PTY reader). Waits while the emulator
-    /// is more than `MAX_BACKLOG` behind; returns the locked output.
-    fn append(&self, data: &[u8]) -> std::sync::MutexGuard<'_, Output> {
-        use std::sync::atomic::Ordering;
+    /// Appends output (called by the PTY reader), skips ahead the clients
+    /// that stopped reading, and returns once the terminal may read again:
+    /// at once unless every reading client has more than its queue unsent
+    /// (or one is far behind), as a real terminal blocks a program whose
+    /// output nobody takes.
+    fn append(&self, data: &[u8]) {
         let mut out = self.output.lock().unwrap();
-        while out.end() - self.parsed.load(Ordering::Acquire) > MAX_BACKLOG {
-            out = self.progressed.wait(out).unwrap();
-        }
         out.ring.push(data);
-        let keep_from = self
-            .parsed
-            .load(Ordering::Acquire)
-            .min(out.end().saturating_sub(out.keep));
-        out.ring.trim(keep_from);
-        out
+        self.changed.send_modify(|v| *v += 1);
+        loop {
+            let now = Instant::now();
+            let end = out.end();
+            let (mut readers, mut all_full, mut far_behind) = (0usize, true, false);
+            for c in out.clients.values_mut() {
+                let unsent = end.saturating_sub(c.cursor);
+                if c.reading(now) {
+                    readers += 1;
+                    all_full &= unsent > c.queue;
+                    far_behind |= unsent > c.queue.saturating_mul(HARD_QUEUE_FACTOR);
+                } else if unsent > c.queue {
+                    // Its task is stuck sending; it learns on waking.
+                    c.cursor = end;
+                    c.skipped = true;
+                }
+            }
+            if readers == 0 || !(all_full || far_behind) || out.exited.is_some() {
+                break;
+            }
+            out.held = true;
+            out = self.paced.wait_timeout(out, HOLD_RECHECK).unwrap().0;
+        }
+        out.held = false;
+        self.trim(&mut out);
+        let unparsed = out
+            .end()
+            .saturating_sub(self.parsed.load(Ordering::Acquire));
+        let parse_to = (unparsed > out.keep.saturating_add(PARSE_SLACK))
+            .then(|| out.end().saturating_sub(out.keep));
+        drop(out);
+        if let Some(until) = parse_to {
+            let mut emu = self.emulator.lock().unwrap();
+            self.catch_up(&mut emu, until);
+            drop(emu);
+            self.trim(&mut self.output.lock().unwrap());
+        }
     }
 
-    /// Registers a client that starts from the current screen: returns the
-    /// bytes that draw it and the offset they stand for.
-    pub fn attach_screen(&self) -> (Vec<u8>, u64, bool) {
+    /// Drops output that is neither scrollback, nor unsent to a client, nor
+    /// unparsed.
+    fn trim(&self, out: &mut Output) {
+        let mut keep_from = out
+            .end()
+            .saturating_sub(out.keep)
+            .min(self.parsed.load(Ordering::Acquire));
+        for c in out.clients.values() {
+            keep_from = keep_from.min(c.cursor);
+        }
+        out.ring.trim(keep_from);
+    }
+
+    /// Registers a client that resumes at `offset` if that is still kept;
+    /// returns its key, the offset and the totals for its `attached` frame.
+    pub fn attach_at(&self, offset: u64, queue: usize) -> Option<(u64, u64, bool)> {
+        let mut out = self.output.lock().unwrap();
+        if offset < out.start() {
+            return None;
+        }
+        let key = out.add_client(offset, queue);
+        Some((key, out.end(), out.echo))
+    }
+
+    /// Registers a client that starts from the current screen: returns its
+    /// key, the bytes that draw the screen, the offset they stand for and
+    /// the echo state.
+    pub fn attach_screen(&self, queue: usize) -> (u64, Vec<u8>, u64, bool) {
         let mut emu = self.emulator.lock().unwrap();
-        self.catch_up(&mut emu);
+        self.catch_up(&mut emu, u64::MAX);
         let mut out = self.output.lock().unwrap();
         self.feed_rest(&mut emu, &out);
-        out.clients += 1;
-        (screen_bytes(emu.parser.screen()), out.end(), out.echo)
+        let end = out.end();
+        let key = out.add_client(end, queue);
+        (key, screen_bytes(&emu.parser), end, out.echo)
     }
 
-    /// Runs the emulator thread's loop: parse whenever woken, until the
-    /// reader is gone, then once more.
-    fn run_emulator(&self, wake: std::sync::mpsc::Receiver<()>) {
-        while wake.recv().is_ok() {
-            let mut emu = self.emulator.lock().unwrap();
-            self.catch_up(&mut emu);
+    /// Takes the client's next output into `buf` (up to `max` bytes): the
+    /// client is taking output now, so it counts as reading.
+    pub fn step(&self, key: u64, max: usize, buf: &mut Vec<u8>) -> Step {
+        let mut out = self.output.lock().unwrap();
+        let end = out.end();
+        let Output {
+            ring,
+            clients,
+            exited,
+            held,
+            ..
+        } = &mut *out;
+        let Some(c) = clients.get_mut(&key) else {
+            return Step {
+                lagged: None,
+                sent: 0,
+                exited: None,
+            };
+        };
+        c.took = Instant::now();
+        let lagged = std::mem::take(&mut c.skipped).then(|| {
+            c.cursor = end;
+            end
+        });
+        let sent = ring.read(c.cursor, max, buf).unwrap_or(0);
+        c.cursor += sent as u64;
+        c.idle = sent == 0;
+        let exited = (c.cursor == end).then(|| exited.clone()).flatten();
+        if *held && sent > 0 {
+            self.paced.notify_all();
         }
-        let mut emu = self.emulator.lock().unwrap();
-        self.catch_up(&mut emu);
+        Step {
+            lagged,
+            sent,
+            exited,
+        }
+    }
+
+    /// Marks a client as busy again after it waited: whatever it sends next
+    /// may block, and then it must age into not reading.
+    pub fn wake(&self, key: u64) {
+        if let Some(c) = self.output.lock().unwrap().clients.get_mut(&key) {
+            c.idle = false;
+            c.took = Instant::now();
+        }
+    }
+
+    /// Forgets a client that left.
+    pub fn detach(&self, key: u64) {
+        let mut out = self.output.lock().unwrap();
+        out.clients.remove(&key);
+        if out.held {
+            self.paced.notify_all();
+        }
+    }
+
+    /// Sends `mode` to the clients when the terminal entered or left the
+    /// password-prompt state. Called after output, after input, and on a
+    /// timer while a client is attached: a program may change the mode
+    /// without writing anything (`read -s`).
+    pub fn check_mode(&self) {
+        let Some(fd) = self.pty.fd() else { return };
+        // Asked and sent under the lock: two threads checking at once must
+        // not record or send an older answer after a newer one.
+        let mut out = self.output.lock().unwrap();
+        let echo = !crate::sys::password_mode(fd).unwrap_or(false);
+        if out.exited.is_none() && out.echo != echo {
+            out.echo = echo;
+            let _ = self.control.send(Control::Mode { echo });
+        }
     }
 
     pub fn is_exited(&self) -> bool {
@@ -282,15 +512,33 @@ impl Terminal {
 
 /// Bytes that reproduce a screen on a fresh terminal: the alternate
 /// screen, colours, cursor, modes and title included.
-fn screen_bytes(screen: &vt100::Screen) -> Vec<u8> {
+fn screen_bytes(parser: &vt100::Parser<Titles>) -> Vec<u8> {
+    let screen = parser.screen();
+    let titles = parser.callbacks();
     let mut out = Vec::with_capacity(4096);
     out.extend_from_slice(b"\x1b[0m\x1b[?1049l\x1b[H\x1b[2J");
+    if titles.title == titles.icon {
+        if !titles.title.is_empty() {
+            osc(&mut out, b"0", &titles.title);
+        }
+    } else {
+        osc(&mut out, b"1", &titles.icon);
+        osc(&mut out, b"2", &titles.title);
+    }
     if screen.alternate_screen() {
         out.extend_from_slice(b"\x1b[?1049h\x1b[H\x1b[2J");
     }
     out.extend_from_slice(&screen.state_formatted());
     out.extend_from_slice(&screen.cursor_state_formatted());
     out
+}
+
+fn osc(out: &mut Vec<u8>, which: &[u8], text: &[u8]) {
+    out.extend_from_slice(b"\x1b]");
+    out.extend_from_slice(which);
+    out.push(b';');
+    out.extend_from_slice(text);
+    out.push(0x07);
 }
 
 /// What a client asks for at create.
@@ -315,6 +563,10 @@ pub enum CreateError {
         command: Vec<String>,
         cause: anyhow::Error,
     },
+    /// The daemon could not draw an id or start the terminal's threads (a
+    /// pids limit): no child is left behind.
+    #[error("cannot start the terminal: {0:#}")]
+    Internal(anyhow::Error),
 }
 
 /// Limits and defaults for terminals.
@@ -329,6 +581,9 @@ pub struct Settings {
 /// All terminals of this daemon.
 pub struct Terminals {
     map: Mutex<BTreeMap<String, Arc<Terminal>>>,
+    /// Terminals being started: counted against `max_terminals`, changed
+    /// only under the `map` lock so that concurrent creates see each other.
+    starting: AtomicUsize,
     pub settings: Settings,
     tracker: TaskTracker,
     shutdown: CancellationToken,
@@ -343,10 +598,10 @@ impl std::fmt::Debug for Terminals {
     }
 }
 
-fn random_id() -> String {
+fn random_id() -> anyhow::Result<String> {
     let mut b = [0u8; 6];
-    getrandom::fill(&mut b).expect("the OS random source works");
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("draw a terminal id: {e}"))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
 /// The user's login shell: `$SHELL`, else bash, else sh.
@@ -373,6 +628,7 @@ impl Terminals {
     ) -> Self {
         Terminals {
             map: Mutex::new(BTreeMap::new()),
+            starting: AtomicUsize::new(0),
             settings,
             tracker,
             shutdown,
@@ -397,19 +653,40 @@ impl Terminals {
 
     /// Starts a terminal. The PTY has its final size before the first byte.
     pub fn create(self: &Arc<Self>, root: &Root, spec: Spec) -> Result<Arc<Terminal>, CreateError> {
-        let live = self.list().iter().filter(|t| !t.is_exited()).count();
-        if live >= self.settings.max_terminals {
-            return Err(CreateError::TooMany(self.settings.max_terminals));
+        {
+            let map = self.map.lock().unwrap();
+            let live = map.values().filter(|t| !t.is_exited()).count();
+            if live + self.starting.load(Ordering::Relaxed) >= self.settings.max_terminals {
+                return Err(CreateError::TooMany(self.settings.max_terminals));
+            }
+            self.starting.fetch_add(1, Ordering::Relaxed);
         }
+        let started = self.start(root, spec);
+        let mut map = self.map.lock().unwrap();
+        self.starting.fetch_sub(1, Ordering::Relaxed);
+        let (terminal, exited) = started?;
+        map.insert(terminal.id.clone(), terminal.clone());
+        drop(map);
+        tracing::info!(terminal.id = %terminal.id, pid = terminal.pid, "terminal started");
+        self.linger(terminal.clone(), exited);
+        Ok(terminal)
+    }
+
+    /// Starts the process and its threads of a terminal within a reserved slot.
+    fn start(
+        &self,
+        root: &Root,
+        spec: Spec,
+    ) -> Result<(Arc<Terminal>, tokio::sync::oneshot::Receiver<ExitStatus>), CreateError> {
         let dir = root.open_dir(&spec.cwd)?;
         let cwd_path = root.real_path(&dir)?;
         let command = spec.command.clone().unwrap_or_else(default_shell);
+        let id = random_id().map_err(CreateError::Internal)?;
         let spawned = process::spawn(&command, &cwd_path, &spec.env, spec.cols, spec.rows)
             .map_err(|cause| CreateError::Spawn {
                 command: command.clone(),
                 cause,
             })?;
-        let id = random_id();
         let title = spec.title.clone().unwrap_or_else(|| {
             std::path::Path::new(&command[0])
                 .file_name()
@@ -432,11 +709,16 @@ impl Terminals {
                 self.settings.scrollback_bytes,
             )),
             emulator: Mutex::new(Emulator {
-                parser: vt100::Parser::new(spec.rows, spec.cols, 0),
+                parser: vt100::Parser::new_with_callbacks(
+                    spec.rows,
+                    spec.cols,
+                    0,
+                    Titles::default(),
+                ),
                 parsed: 0,
             }),
             parsed: Default::default(),
-            progressed: Default::default(),
+            paced: Default::default(),
             changed,
             control,
             input: input_tx,
@@ -449,15 +731,21 @@ impl Terminals {
             spawned.writer,
             input_rx,
             self.output_activity.get().cloned(),
-        );
-        self.map
-            .lock()
-            .unwrap()
-            .insert(id.clone(), terminal.clone());
-        tracing::info!(terminal.id = %id, pid = terminal.pid, "terminal started");
+        )
+        .map_err(|e| {
+            CreateError::Internal(anyhow::Error::from(e).context("start the terminal's threads"))
+        })?;
+        Ok((terminal, exited))
+    }
 
+    /// Records the exit of a terminal and removes it after `terminal_linger`.
+    fn linger(
+        self: &Arc<Self>,
+        t: Arc<Terminal>,
+        exited: tokio::sync::oneshot::Receiver<ExitStatus>,
+    ) {
         let this = Arc::clone(self);
-        let t = terminal.clone();
+        let id = t.id.clone();
         self.tracker.spawn(
             async move {
                 let Ok(status) = exited.await else { return };
@@ -484,7 +772,6 @@ impl Terminals {
             }
             .instrument(tracing::info_span!("terminal", id = %id)),
         );
-        Ok(terminal)
     }
 
     /// Removes a terminal and ends its processes: SIGHUP, then SIGKILL after 3 s.
@@ -509,5 +796,52 @@ impl Terminals {
             process::end_session(t.pid, grace)
         });
         futures_util::future::join_all(ends).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn sizes_are_integers_from_1_to_1000() {
+        for ok in [1, 80, 1000] {
+            assert_eq!(size_of(&json!(ok)), Some(ok as u16));
+        }
+        for bad in [
+            json!(-1),
+            json!(0),
+            json!(1001),
+            json!(1.5),
+            json!("80"),
+            json!(null),
+        ] {
+            assert_eq!(size_of(&bad), None, "{bad}");
+        }
+    }
+
+    fn replay_of(output: &[u8]) -> Vec<u8> {
+        let mut p = vt100::Parser::new_with_callbacks(24, 80, 0, Titles::default());
+        p.process(output);
+        screen_bytes(&p)
+    }
+
+    #[test]
+    fn the_replay_sets_the_title_and_icon_name_last_given() {
+        let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+        let r = replay_of(b"\x1b]0;one\x07text\x1b]0;two\x1b\\");
+        assert!(find(&r, b"\x1b]0;two\x07"));
+        assert!(!find(&r, b"one"));
+        let r = replay_of(b"\x1b]2;a;b\x07\x1b]1;icon\x07");
+        assert!(find(&r, b"\x1b]2;a;b\x07"));
+        assert!(find(&r, b"\x1b]1;icon\x07"));
+        // Nothing set: no OSC at all.
+        assert!(!find(&replay_of(b"plain"), b"\x1b]"));
+        // A hostile title cannot end the OSC early or grow without bound.
+        let mut long = b"\x1b]2;".to_vec();
+        long.extend(std::iter::repeat_n(b'x', 100_000));
+        long.push(0x07);
+        assert!(replay_of(&long).len() < 10_000);
     }
 }

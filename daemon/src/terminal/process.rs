@@ -14,7 +14,7 @@ use nix::unistd::Pid;
 use portable_pty::{native_pty_system, CommandBuilder, MasterPty, PtySize};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Control, ExitStatus, Terminal};
+use super::{ExitStatus, Terminal};
 
 /// The master side of a terminal's PTY, kept until the child is reaped.
 pub struct Pty {
@@ -23,6 +23,11 @@ pub struct Pty {
 }
 
 impl Pty {
+    /// The master's descriptor, for termios queries.
+    pub fn fd(&self) -> Option<i32> {
+        self.fd
+    }
+
     pub fn resize(&self, cols: u16, rows: u16) -> std::io::Result<()> {
         self.master
             .lock()
@@ -107,27 +112,42 @@ fn exit_status(ws: WaitStatus) -> Option<ExitStatus> {
     }
 }
 
-/// Starts the reader, writer and waiter threads of a terminal. The returned
+/// Starts the waiter, reader and writer threads of a terminal. The returned
 /// channel yields the exit status once the child is reaped and its output
-/// has been read to the end.
+/// has been read to the end. When a thread cannot be started (a pids
+/// limit), the child is killed and reaped and the error returned.
 pub fn start_io(
     t: &Arc<Terminal>,
     mut reader: Box<dyn Read + Send>,
     mut writer: Box<dyn Write + Send>,
     mut input: mpsc::Receiver<Vec<u8>>,
     output_activity: Option<crate::activity::Activity>,
-) -> oneshot::Receiver<ExitStatus> {
+) -> std::io::Result<oneshot::Receiver<ExitStatus>> {
     let (eof_tx, eof_rx) = std::sync::mpsc::channel::<()>();
-    let (wake_tx, wake_rx) = std::sync::mpsc::sync_channel::<()>(1);
-    let term = Arc::clone(t);
-    std::thread::Builder::new()
-        .name(format!("pty-emulate-{}", t.id))
-        .spawn(move || term.run_emulator(wake_rx))
-        .expect("spawn emulator thread");
+    let (exit_tx, exit_rx) = oneshot::channel();
+    let pid = Pid::from_raw(t.pid as i32);
+    let kill_child = || {
+        let _ = kill(pid, Signal::SIGKILL);
+    };
+    let waiter = std::thread::Builder::new()
+        .name(format!("pty-wait-{}", t.id))
+        .spawn(move || {
+            let status = reap(pid);
+            // Output written just before the exit is still in the PTY: wait
+            // for the reader to drain it (a background job holding the PTY
+            // open must not delay the exit for long).
+            let _ = eof_rx.recv_timeout(Duration::from_millis(500));
+            let _ = exit_tx.send(status);
+        });
+    if let Err(e) = waiter {
+        kill_child();
+        reap(pid);
+        return Err(e);
+    }
 
     let term = Arc::clone(t);
     let fd = t.pty.fd;
-    std::thread::Builder::new()
+    let spawned = std::thread::Builder::new()
         .name(format!("pty-read-{}", t.id))
         .spawn(move || {
             let mut buf = vec![0u8; 64 * 1024];
@@ -136,17 +156,7 @@ pub fn start_io(
                     Ok(0) | Err(_) => break,
                     Ok(n) => n,
                 };
-                let mode_change = {
-                    let mut out = term.append(&buf[..n]);
-                    let echo = !fd.and_then(crate::sys::password_mode).unwrap_or(false);
-                    (echo != out.echo).then(|| {
-                        out.echo = echo;
-                        echo
-                    })
-                };
-                term.changed.send_modify(|v| *v += 1);
-                // A full channel means the emulator is already due to run.
-                let _ = wake_tx.try_send(());
+                term.append(&buf[..n]);
                 if let Some(activity) = &output_activity {
                     // Output counts only while a program other than the
                     // shell (a build, a test run) has the foreground.
@@ -155,16 +165,18 @@ pub fn start_io(
                         activity.touch(crate::activity::Source::TerminalOutput);
                     }
                 }
-                if let Some(echo) = mode_change {
-                    let _ = term.control.send(Control::Mode { echo });
-                }
+                term.check_mode();
             }
-            drop(wake_tx);
             let _ = eof_tx.send(());
-        })
-        .expect("spawn pty reader thread");
+        });
+    if let Err(e) = spawned {
+        // The waiter reaps it.
+        kill_child();
+        return Err(e);
+    }
 
-    std::thread::Builder::new()
+    let term = Arc::clone(t);
+    let spawned = std::thread::Builder::new()
         .name(format!("pty-write-{}", t.id))
         .spawn(move || {
             while let Some(bytes) = input.blocking_recv() {
@@ -175,39 +187,34 @@ pub fn start_io(
                 {
                     break;
                 }
+                term.check_mode();
             }
-        })
-        .expect("spawn pty writer thread");
+        });
+    if let Err(e) = spawned {
+        kill_child();
+        return Err(e);
+    }
+    Ok(exit_rx)
+}
 
-    let (exit_tx, exit_rx) = oneshot::channel();
-    let pid = Pid::from_raw(t.pid as i32);
-    std::thread::Builder::new()
-        .name(format!("pty-wait-{}", t.id))
-        .spawn(move || {
-            let status = loop {
-                match waitpid(pid, None) {
-                    Ok(ws) => {
-                        if let Some(s) = exit_status(ws) {
-                            break s;
-                        }
-                    }
-                    Err(nix::errno::Errno::EINTR) => continue,
-                    Err(_) => {
-                        break ExitStatus {
-                            code: None,
-                            signal: None,
-                        }
-                    }
+/// Waits for the child to end and says how.
+fn reap(pid: Pid) -> ExitStatus {
+    loop {
+        match waitpid(pid, None) {
+            Ok(ws) => {
+                if let Some(s) = exit_status(ws) {
+                    return s;
                 }
-            };
-            // Output written just before the exit is still in the PTY: wait
-            // for the reader to drain it (a background job holding the PTY
-            // open must not delay the exit for long).
-            let _ = eof_rx.recv_timeout(Duration::from_millis(500));
-            let _ = exit_tx.send(status);
-        })
-        .expect("spawn pty waiter thread");
-    exit_rx
+            }
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => {
+                return ExitStatus {
+                    code: None,
+                    signal: None,
+                }
+            }
+        }
+    }
 }
 
 /// The processes of the session led by `sid` (a terminal's shell and

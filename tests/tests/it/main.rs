@@ -14,4 +14,5 @@ mod ports;
 mod process;
 mod proxy;
 mod sync;
+mod terminal_flow;
 mod terminals;

@@ -5,13 +5,13 @@ use std::time::Duration;
 use integration_tests::{contains, until, Frame, TestDaemon, Ws};
 use serde_json::{json, Value};
 
-async fn create(d: &TestDaemon, body: Value) -> Value {
+pub(crate) async fn create(d: &TestDaemon, body: Value) -> Value {
     let (status, t) = d.post_json("/api/v1/terminals", body).await;
     assert_eq!(status, 201, "{t}");
     t
 }
 
-async fn attach(d: &TestDaemon, id: &str, offset: Option<u64>) -> (Ws, Value) {
+pub(crate) async fn attach(d: &TestDaemon, id: &str, offset: Option<u64>) -> (Ws, Value) {
     let path = match offset {
         Some(n) => format!("/api/v1/terminals/{id}/attach?offset={n}"),
         None => format!("/api/v1/terminals/{id}/attach"),
@@ -22,7 +22,7 @@ async fn attach(d: &TestDaemon, id: &str, offset: Option<u64>) -> (Ws, Value) {
     (ws, first)
 }
 
-fn id(t: &Value) -> String {
+pub(crate) fn id(t: &Value) -> String {
     t["id"].as_str().unwrap().to_owned()
 }
 
