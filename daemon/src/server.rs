@@ -229,6 +229,7 @@ pub async fn run(
         &token,
         cancel.clone(),
         config.max_ws_message_bytes,
+        config.ws_ping_interval,
     )?;
     let app = Arc::new(App {
         auth: Authenticator::new(

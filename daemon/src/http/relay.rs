@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocketUpgrade};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -22,6 +22,7 @@ use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest};
 use tokio_util::sync::CancellationToken;
 
 use super::ApiError;
+use crate::heartbeat::Heartbeat;
 
 /// How long a container is given to say how it is (`GET /api/v1/containers`,
 /// and each container's part of the terminal list).
@@ -42,6 +43,8 @@ pub struct Relay {
     /// Cancelled at the daemon's shutdown: relayed attaches are told and closed.
     closing: CancellationToken,
     max_ws_message_bytes: usize,
+    /// The client side of a relayed attach gets the daemon's heartbeat too.
+    ping_interval: Duration,
 }
 
 impl std::fmt::Debug for Relay {
@@ -72,6 +75,7 @@ impl Relay {
         owner_token: &str,
         closing: CancellationToken,
         max_ws_message_bytes: usize,
+        ping_interval: Duration,
     ) -> anyhow::Result<Self> {
         let mut bearer = HeaderValue::from_str(&format!("Bearer {owner_token}"))
             .map_err(|_| anyhow::anyhow!("the owner token is not a valid header value"))?;
@@ -91,6 +95,7 @@ impl Relay {
             client,
             closing,
             max_ws_message_bytes,
+            ping_interval,
         })
     }
 
@@ -319,10 +324,11 @@ impl Relay {
             Ok(Err(e)) => return Err(unreachable(name, e)),
         };
         let closing = self.closing.clone();
+        let every = self.ping_interval;
         Ok(ws
             .max_message_size(self.max_ws_message_bytes)
             .max_frame_size(self.max_ws_message_bytes)
-            .on_upgrade(move |socket| pump(socket, upstream, closing)))
+            .on_upgrade(move |socket| pump(Heartbeat::new(socket, every), upstream, closing)))
     }
 }
 
@@ -424,7 +430,7 @@ fn to_client(msg: tungstenite::Message) -> Option<Message> {
 /// Frames both ways until either side closes. Each side waits for the other
 /// to take a frame, so a slow client slows reading upstream and the other
 /// daemon's flow control sees it as it would see the client itself.
-async fn pump(client: WebSocket, upstream: Upstream, closing: CancellationToken) {
+async fn pump(client: Heartbeat, upstream: Upstream, closing: CancellationToken) {
     let (mut c_sink, mut c_stream) = client.split();
     let (mut u_sink, mut u_stream) = upstream.split();
     let up = async {
@@ -536,6 +542,7 @@ mod tests {
             "t",
             CancellationToken::new(),
             1 << 20,
+            Duration::from_secs(25),
         )
         .unwrap();
         assert_eq!(r.split_id("db.0a1b"), Some(("db", "0a1b")));
