@@ -5,6 +5,7 @@ mod auth;
 mod forward;
 mod health;
 mod idle;
+mod load;
 mod ports;
 mod process;
 mod proxy;
