@@ -5,6 +5,8 @@ pub mod assets;
 pub mod cli;
 pub mod clone;
 pub mod devfile;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod inject;
 pub mod install;
 pub mod render;

@@ -10,7 +10,7 @@ pub(crate) mod pages;
 mod ports;
 pub mod serve;
 mod status;
-mod sync;
+pub(crate) mod sync;
 mod terminals;
 
 use std::net::SocketAddr;

@@ -730,6 +730,42 @@ async fn write_error(client: &mut TcpStream, e: &ApiError, close: bool) -> io::R
     client.write_all(msg.as_bytes()).await
 }
 
+/// The lane's pure head handling, for the fuzz targets (`crate::fuzzing`):
+/// a request head's framing, cookies and `Connection` tokens, and an
+/// upstream answer's rewrite, which must parse again as the same answer.
+#[doc(hidden)]
+pub fn fuzz_heads(data: &[u8]) {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    if let Ok(httparse::Status::Complete(_)) = req.parse(data) {
+        let _ = framing::request_body(&req);
+        let _ = cookies(&req).count();
+        for h in req.headers.iter() {
+            let _ = listed_in_connection(req.headers, h.name);
+        }
+    }
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    if let Ok(httparse::Status::Complete(len)) = resp.parse(data) {
+        for head_request in [false, true] {
+            let Ok(r) = rewrite_response(&resp, len, head_request) else {
+                continue;
+            };
+            assert_eq!(r.len, len);
+            let mut head = r.head;
+            head.extend_from_slice(b"\r\n");
+            let mut again = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut parsed = httparse::Response::new(&mut again);
+            let status = parsed.parse(&head);
+            assert!(
+                matches!(status, Ok(httparse::Status::Complete(n)) if n == head.len()),
+                "the rewritten head does not parse: {status:?}"
+            );
+            assert_eq!(parsed.code, resp.code);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
