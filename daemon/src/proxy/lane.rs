@@ -530,6 +530,11 @@ fn rewrite_response(
     if code == 101 {
         return Err(invalid("a switch of protocols it was not asked for"));
     }
+    // httparse reads any three digits; hyper (the general path) refuses a
+    // code below 100, and `042` written back as `42` would not parse.
+    if code < 100 {
+        return Err(invalid("a status code below 100"));
+    }
     let http11 = resp.version == Some(1);
     let mut keep_alive = http11;
     let mut length: Option<u64> = None;
@@ -794,6 +799,19 @@ mod tests {
         );
         assert!(matches!(body, ResponseBody::Length(5)));
         assert!(keep);
+    }
+
+    #[test]
+    fn a_status_code_below_100_is_refused() {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut headers);
+        let answer = b"HTTP/1.1 042 Odd\r\nContent-Length: 0\r\n\r\n";
+        let httparse::Status::Complete(len) = resp.parse(answer).unwrap() else {
+            panic!("partial");
+        };
+        let e = rewrite_response(&resp, len, false).err().unwrap();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert_eq!(e.to_string(), "a status code below 100");
     }
 
     #[test]
