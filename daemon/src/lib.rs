@@ -9,6 +9,8 @@ pub mod confine;
 pub mod events;
 pub mod files;
 pub mod forward;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod health;
 pub mod heartbeat;
 pub mod http;

@@ -11,6 +11,13 @@ use std::fmt::Write as _;
 use saphyr_parser::{Event, Parser, ScalarStyle, Span};
 use serde_json::{Map, Number, Value};
 
+/// How deep sequences and mappings may nest: as serde_json and serde_yaml
+/// allow. Everything that walks a loaded document (this loader, variable
+/// substitution, schema validation, inject, render, the writer, `Drop`)
+/// recurses once a level, so the cap here bounds them all; saphyr-parser
+/// itself bounds only flow nesting, and block nesting (`- - - x`) not at all.
+pub const MAX_DEPTH: usize = 128;
+
 /// Why a YAML text was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("line {line}: {message}")]
@@ -30,11 +37,25 @@ fn err(span: &Span, message: impl Into<String>) -> YamlError {
 /// that could make two parsers read the same text differently.
 pub fn load(text: &str) -> Result<Value, YamlError> {
     let mut events = Vec::new();
+    let mut depth = 0usize;
     for ev in Parser::new_from_str(text) {
         let (ev, span) = ev.map_err(|e| YamlError {
             line: e.marker().line(),
             message: format!("invalid YAML: {}", e.info()),
         })?;
+        match ev {
+            Event::SequenceStart(..) | Event::MappingStart(..) => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(err(
+                        &span,
+                        format!("the document is nested deeper than {MAX_DEPTH} levels; allowed: at most {MAX_DEPTH}"),
+                    ));
+                }
+            }
+            Event::SequenceEnd | Event::MappingEnd => depth = depth.saturating_sub(1),
+            _ => {}
+        }
         events.push((ev, span));
     }
     let mut pos = 0;

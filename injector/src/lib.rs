@@ -4,6 +4,8 @@
 pub mod assets;
 pub mod cli;
 pub mod clone;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod inject;
 pub mod install;
 pub mod platform;

@@ -13,7 +13,7 @@ mod ports;
 pub mod relay;
 pub mod serve;
 mod status;
-mod sync;
+pub(crate) mod sync;
 mod terminals;
 
 use std::net::SocketAddr;

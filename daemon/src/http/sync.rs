@@ -197,28 +197,52 @@ async fn run(socket: Heartbeat, app: AppState, q: SyncQuery) {
     reader.abort();
 }
 
-/// Answers one client message.
-async fn handle(app: &AppState, client: &Arc<str>, body: &str) -> Value {
+/// Reads one client message: the `id` to answer with, and the apply it
+/// asks for or the error frame that answers it.
+fn parse_message(body: &str) -> (Value, Result<ApplyRequest, Value>) {
     let v: Value = match serde_json::from_str(body) {
         Ok(v) => v,
         Err(e) => {
-            return json!({"type": "error", "id": null, "error": {"code": "invalid_json", "message": format!("the message is not JSON: {e}")}})
+            return (
+                Value::Null,
+                Err(
+                    json!({"type": "error", "id": null, "error": {"code": "invalid_json", "message": format!("the message is not JSON: {e}")}}),
+                ),
+            )
         }
     };
     let id = v.get("id").cloned().unwrap_or(Value::Null);
     if v.get("type").and_then(Value::as_str) != Some("apply") {
-        return json!({"type": "error", "id": id, "error": {"code": "invalid_message", "message": "the only message a client sends is {\"type\":\"apply\",...}"}});
+        let e = json!({"type": "error", "id": id, "error": {"code": "invalid_message", "message": "the only message a client sends is {\"type\":\"apply\",...}"}});
+        return (id, Err(e));
     }
-    let mut fields = v.clone();
+    let mut fields = v;
     if let Some(o) = fields.as_object_mut() {
         o.remove("type");
         o.remove("id");
     }
-    let req: ApplyRequest = match serde_json::from_value(fields) {
-        Ok(r) => r,
+    match serde_json::from_value(fields) {
+        Ok(r) => (id, Ok(r)),
         Err(e) => {
-            return json!({"type": "error", "id": id, "error": {"code": "invalid_json", "message": format!("the apply is not the expected JSON: {e}")}})
+            let e = json!({"type": "error", "id": id, "error": {"code": "invalid_json", "message": format!("the apply is not the expected JSON: {e}")}});
+            (id, Err(e))
         }
+    }
+}
+
+/// The parse of a client message, for the fuzz targets (`crate::fuzzing`).
+pub(crate) fn fuzz_message(body: &str) {
+    let (_, parsed) = parse_message(body);
+    if let Err(frame) = parsed {
+        assert_eq!(frame["type"], "error");
+    }
+}
+
+/// Answers one client message.
+async fn handle(app: &AppState, client: &Arc<str>, body: &str) -> Value {
+    let (id, req) = match parse_message(body) {
+        (id, Ok(req)) => (id, req),
+        (_, Err(frame)) => return frame,
     };
     app.activity.touch(ActivitySource::Api);
     match run_apply(app, req, Some(client.clone())).await {

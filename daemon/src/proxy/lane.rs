@@ -538,6 +538,11 @@ fn rewrite_response(
     if code == 101 {
         return Err(invalid("a switch of protocols it was not asked for"));
     }
+    // httparse reads any three digits; hyper (the general path) refuses a
+    // code below 100, and `042` written back as `42` would not parse.
+    if code < 100 {
+        return Err(invalid("a status code below 100"));
+    }
     let http11 = resp.version == Some(1);
     let mut keep_alive = http11;
     let mut length: Option<u64> = None;
@@ -745,6 +750,47 @@ async fn write_error(client: &mut TcpStream, e: &ApiError, close: bool) -> io::R
     client.write_all(msg.as_bytes()).await
 }
 
+/// The lane's pure head handling, for the fuzz targets (`crate::fuzzing`):
+/// a request head's framing, cookies and `Connection` tokens, and an
+/// upstream answer's rewrite, which must parse again as the same answer.
+#[doc(hidden)]
+pub fn fuzz_heads(data: &[u8]) {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    if let Ok(httparse::Status::Complete(_)) = req.parse(data) {
+        let _ = framing::request_body(&req);
+        // The cookie and Authorization cleaning the lane applies to a head.
+        let mut cleaner = policy::Cleaner::default();
+        let forward = policy::Forward::default();
+        let mut out = Vec::new();
+        for h in req.headers.iter() {
+            let _ = listed_in_connection(req.headers, h.name);
+            let clean = cleaner.next(&forward, h.name, h.value);
+            policy::write_header(&mut out, clean, h.name.as_bytes(), h.value);
+        }
+    }
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    if let Ok(httparse::Status::Complete(len)) = resp.parse(data) {
+        for head_request in [false, true] {
+            let Ok(r) = rewrite_response(&resp, len, head_request) else {
+                continue;
+            };
+            assert_eq!(r.len, len);
+            let mut head = r.head;
+            head.extend_from_slice(b"\r\n");
+            let mut again = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut parsed = httparse::Response::new(&mut again);
+            let status = parsed.parse(&head);
+            assert!(
+                matches!(status, Ok(httparse::Status::Complete(n)) if n == head.len()),
+                "the rewritten head does not parse: {status:?}"
+            );
+            assert_eq!(parsed.code, resp.code);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -773,6 +819,19 @@ mod tests {
         );
         assert!(matches!(body, ResponseBody::Length(5)));
         assert!(keep);
+    }
+
+    #[test]
+    fn a_status_code_below_100_is_refused() {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut headers);
+        let answer = b"HTTP/1.1 042 Odd\r\nContent-Length: 0\r\n\r\n";
+        let httparse::Status::Complete(len) = resp.parse(answer).unwrap() else {
+            panic!("partial");
+        };
+        let e = rewrite_response(&resp, len, false).err().unwrap();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert_eq!(e.to_string(), "a status code below 100");
     }
 
     #[test]

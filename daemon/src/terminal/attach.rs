@@ -53,6 +53,21 @@ fn error_frame(code: &str, message: &str) -> Message {
     text(json!({"type":"error","error":{"code":code,"message":message}}))
 }
 
+/// The parse of a client's text message, for the fuzz targets
+/// (`crate::fuzzing`): a resize's size, or why the message is refused.
+#[doc(hidden)]
+pub fn fuzz_control(body: &str) -> Result<(u32, u32), String> {
+    match serde_json::from_str::<ClientMessage>(body) {
+        Ok(ClientMessage::Resize { cols, rows }) => {
+            match (super::size_of(&cols), super::size_of(&rows)) {
+                (Some(c), Some(r)) => Ok((c.into(), r.into())),
+                _ => Err("invalid_size".into()),
+            }
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// Runs an attached client until it leaves, the terminal exits, or the
 /// daemon shuts down. `offset` is the client's resume point, if any.
 pub async fn run(

@@ -9,6 +9,7 @@ mod forward;
 mod health;
 mod idle;
 mod limits;
+mod load;
 mod origins;
 mod ports;
 mod process;
