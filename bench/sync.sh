@@ -8,7 +8,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 src=${1:-$HOME/.cargo/registry/src}
 work=$(mktemp -d /tmp/sync-bench.XXXXXX)
-trap 'kill "${pid:-}" 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'kill "${pid:-}" 2>/dev/null && wait "${pid:-}" 2>/dev/null; rm -rf "$work"' EXIT
 python3 -c 'import websockets.sync.client' 2>/dev/null || pip install --quiet websockets
 
 echo "building workspaced (release)" >&2

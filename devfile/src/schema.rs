@@ -40,20 +40,46 @@ static SCHEMAS: [Schema; 6] = [
 ];
 
 /// The schema for a declared version: the exact patch release when embedded,
-/// else the newest one of the same minor version.
+/// else the newest one of the same minor version. A semver pre-release or
+/// build suffix (`2.2.0-latest`, `2.3.0-alpha.1`, `2.2.1+build`) names the
+/// release it precedes, as the devfile library reads it.
 pub fn for_version(version: &str) -> Option<&'static Schema> {
-    let mut parts = version.split('.');
+    let core = release_of(version)?;
+    let mut parts = core.split('.');
     let (major, minor, patch) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() || !patch.bytes().all(|b| b.is_ascii_digit()) || patch.is_empty() {
+    let number = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    if parts.next().is_some() || !number(major) || !number(minor) || !number(patch) {
         return None;
     }
     let prefix = format!("{major}.{minor}.");
-    SCHEMAS.iter().find(|s| s.version == version).or_else(|| {
+    SCHEMAS.iter().find(|s| s.version == core).or_else(|| {
         SCHEMAS
             .iter()
             .rev()
             .find(|s| s.version.starts_with(&prefix))
     })
+}
+
+/// `2.2.0` of `2.2.0-latest+b1`: the suffixes checked against the schemas'
+/// own `schemaVersion` pattern (dot-separated identifiers, lowercase in
+/// the pre-release part), so a version the schema refuses names no schema.
+fn release_of(version: &str) -> Option<&str> {
+    let (rest, build) = match version.split_once('+') {
+        Some((r, b)) => (r, Some(b)),
+        None => (version, None),
+    };
+    let (core, pre) = match rest.split_once('-') {
+        Some((c, p)) => (c, Some(p)),
+        None => (rest, None),
+    };
+    let idents =
+        |s: &str, ok: fn(u8) -> bool| s.split('.').all(|i| !i.is_empty() && i.bytes().all(ok));
+    let pre_ok = |b: u8| b.is_ascii_digit() || b.is_ascii_lowercase() || b == b'-';
+    let build_ok = |b: u8| b.is_ascii_alphanumeric() || b == b'-';
+    if pre.is_some_and(|p| !idents(p, pre_ok)) || build.is_some_and(|b| !idents(b, build_ok)) {
+        return None;
+    }
+    Some(core)
 }
 
 impl Schema {
@@ -115,6 +141,17 @@ mod tests {
         assert_eq!(for_version("2.1.0").unwrap().version, "2.1.0");
         assert!(for_version("3.0.0").is_none());
         assert!(for_version("2.2").is_none());
+        // Pre-releases and builds of a known minor version.
+        assert_eq!(for_version("2.2.0-latest").unwrap().version, "2.2.0");
+        assert_eq!(for_version("2.3.0-alpha").unwrap().version, "2.3.0");
+        assert_eq!(for_version("2.2.1-rc.1+b-7").unwrap().version, "2.2.1");
+        assert_eq!(for_version("2.2.9-next").unwrap().version, "2.2.2");
+        assert!(for_version("2.4.0-alpha").is_none());
+        assert!(for_version("2.2.0-").is_none());
+        assert!(for_version("2.2.0-Latest").is_none());
+        assert!(for_version("2.2.0-a..b").is_none());
+        assert!(for_version("2.2.0+").is_none());
+        assert!(for_version("x.2.0").is_none());
     }
 
     #[test]

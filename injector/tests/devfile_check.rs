@@ -290,6 +290,49 @@ fn relaxed_rejects_what_the_schema_rejects() {
 }
 
 #[test]
+fn relaxed_accepts_pre_release_versions_of_a_known_minor_version() {
+    let dir = tempfile::tempdir().unwrap();
+    for v in [
+        "2.2.0-latest",
+        "2.3.0-alpha",
+        "2.2.1-rc.1+build-7",
+        "2.1.0-next",
+    ] {
+        let p = write(dir.path(), "ok.yaml", &GOOD.replacen("2.2.0", v, 1));
+        let o = run(&["devfile", "check", "--relaxed", p.to_str().unwrap()]);
+        assert!(o.status.success(), "{v}: {}", stderr(&o));
+    }
+    // A pre-release still gets its release's schema: its errors are found.
+    let p = write(
+        dir.path(),
+        "bad.yaml",
+        &GOOD.replacen("2.2.0", "2.2.0-latest", 1).replacen(
+            "targetPort: 3000",
+            "targetPort: high",
+            1,
+        ),
+    );
+    let o = run(&["devfile", "check", "--relaxed", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("components[0].container.endpoints[0].targetPort: "),
+        "{}",
+        stderr(&o)
+    );
+    // An unknown minor version, or a suffix the schema's pattern refuses.
+    for v in ["2.4.0-alpha", "2.2.0-Latest", "2.2.0-", "2.2.0-a..b"] {
+        let p = write(dir.path(), "no.yaml", &GOOD.replacen("2.2.0", v, 1));
+        let o = run(&["devfile", "check", "--relaxed", p.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(1), "{v}");
+        assert!(
+            stderr(&o).contains(&format!("schemaVersion: version {v} has no known schema")),
+            "{v}: {}",
+            stderr(&o)
+        );
+    }
+}
+
+#[test]
 fn variables_are_substituted_as_devfile_api_does() {
     let dir = devfiles_dir().join("variables-substitution");
     let input = std::fs::read_to_string(dir.join("api-variables__devfile-good.yaml")).unwrap();

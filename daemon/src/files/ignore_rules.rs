@@ -29,6 +29,16 @@ fn build(dir: &Path, file: &Path) -> Option<Gitignore> {
     b.build().ok().filter(|g| !g.is_empty())
 }
 
+/// The `.gitignore` of a workspace-relative directory, if it has rules.
+pub fn read_dir_rules(root: &Path, rel_dir: &str) -> Option<Gitignore> {
+    let dir = if rel_dir.is_empty() {
+        root.to_owned()
+    } else {
+        root.join(rel_dir)
+    };
+    build(&dir, &dir.join(".gitignore"))
+}
+
 /// Whether a workspace-relative path is `.git` or inside it.
 pub fn is_git_internal(rel: &str) -> bool {
     rel == ".git" || rel.starts_with(".git/")
@@ -55,14 +65,14 @@ impl Rules {
         }
     }
 
+    /// Sets the rules of a directory, read by `read_dir_rules`.
+    pub fn insert_dir(&mut self, rel_dir: &str, rules: Gitignore) {
+        self.dirs.insert(rel_dir.to_owned(), rules);
+    }
+
     /// (Re)reads the `.gitignore` of a workspace-relative directory.
     pub fn load_dir(&mut self, rel_dir: &str) {
-        let dir = if rel_dir.is_empty() {
-            self.root.clone()
-        } else {
-            self.root.join(rel_dir)
-        };
-        match build(&dir, &dir.join(".gitignore")) {
+        match read_dir_rules(&self.root, rel_dir) {
             Some(g) => {
                 self.dirs.insert(rel_dir.to_owned(), g);
             }

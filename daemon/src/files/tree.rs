@@ -1,17 +1,19 @@
 //! Tree listings: entries below a directory with their blob ids, reusing
 //! the git index's cached ids for files whose stat data matches, and
 //! leaving out what git ignores unless asked. Directories are opened
-//! relative to their parent's handle, never following a symlink.
+//! relative to their parent's handle, never following a symlink, and
+//! walked by a few threads at once (a directory is one unit of work).
 
-use std::ffi::{CStr, OsStr};
+use std::ffi::{CStr, CString, OsStr};
 use std::os::unix::ffi::OsStrExt;
+use std::sync::{Condvar, Mutex, RwLock};
 
 use nix::dir::Dir;
 use nix::fcntl::{readlinkat, AtFlags, OFlag};
 use nix::sys::stat::{fstatat, Mode};
 
 use super::disk::{self, meta_of, Kind};
-use super::ignore_rules::Rules;
+use super::ignore_rules::{self, Rules};
 use super::index::Index;
 use super::oid::blob_oid;
 use super::Entry;
@@ -48,6 +50,35 @@ fn open_sub(dir: &Dir, name: &CStr) -> Result<Dir, nix::Error> {
     )
 }
 
+/// Threads of one recursive listing: the walk is bound by `fstatat` and
+/// `getdents`, which scale with cores, like git's parallel `lstat`s.
+const MAX_WALKERS: usize = 4;
+
+/// A directory to list: its handle, its real path and its path as shown.
+struct Job {
+    dir: Dir,
+    rel: String,
+    out: String,
+}
+
+/// The work shared by the walkers: directories to list, how many are being
+/// listed (the walk is over when none is queued and none is being listed),
+/// and the first error, which stops it.
+struct Walk<'a> {
+    root: &'a std::path::Path,
+    opts: Options,
+    index: &'a Index,
+    rules: RwLock<Rules>,
+    queue: Mutex<Queue>,
+    more: Condvar,
+}
+
+struct Queue {
+    jobs: Vec<Job>,
+    busy: usize,
+    error: Option<PathError>,
+}
+
 /// Lists `path` (a directory, followed, that must stay inside).
 pub fn list(root: &Root, path: &str, opts: Options) -> Result<Listing, PathError> {
     let start = root.open_dir(path)?;
@@ -71,27 +102,151 @@ pub fn list(root: &Root, path: &str, opts: Options) -> Result<Listing, PathError
         OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
         Mode::empty(),
     )?;
-    let mut entries = Vec::new();
-    let mut stack = vec![(first, real_rel, out_prefix)];
-    while let Some((mut dir, rel_dir, out_dir)) = stack.pop() {
-        if !opts.ignored && !rel_dir.is_empty() {
-            rules.load_dir(&rel_dir);
+    let walk = Walk {
+        root: root.path(),
+        opts,
+        index: &index,
+        rules: RwLock::new(rules),
+        queue: Mutex::new(Queue {
+            jobs: vec![Job {
+                dir: first,
+                rel: real_rel,
+                out: out_prefix,
+            }],
+            busy: 0,
+            error: None,
+        }),
+        more: Condvar::new(),
+    };
+    let walkers = if opts.recursive {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, MAX_WALKERS)
+    } else {
+        1
+    };
+    let mut entries = if walkers == 1 {
+        walk.run()
+    } else {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (1..walkers).map(|_| s.spawn(|| walk.run())).collect();
+            let mut all = walk.run();
+            for h in handles {
+                // A walker that panicked lost its part: report it, never
+                // answer with a partial tree.
+                match h.join() {
+                    Ok(part) => all.extend(part),
+                    Err(_) => {
+                        walk.fail(PathError::Io(std::io::Error::other("a tree walker failed")))
+                    }
+                }
+            }
+            all
+        })
+    };
+    if let Some(e) = walk
+        .queue
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .error
+    {
+        return Err(e);
+    }
+    entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+    Ok(Listing { entries, head })
+}
+
+impl Walk<'_> {
+    fn fail(&self, e: PathError) {
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        q.error.get_or_insert(e);
+        q.jobs.clear();
+        self.more.notify_all();
+    }
+
+    /// One walker: takes directories until the walk is over.
+    fn run(&self) -> Vec<Entry> {
+        let mut entries = Vec::new();
+        let mut subdirs = Vec::new();
+        loop {
+            let job = {
+                let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+                loop {
+                    if q.error.is_some() {
+                        return entries;
+                    }
+                    if let Some(job) = q.jobs.pop() {
+                        q.busy += 1;
+                        break job;
+                    }
+                    if q.busy == 0 {
+                        return entries;
+                    }
+                    q = self.more.wait(q).unwrap_or_else(|p| p.into_inner());
+                }
+            };
+            let result = self.list_dir(job, &mut entries, &mut subdirs);
+            let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            q.busy -= 1;
+            match result {
+                Ok(()) => {
+                    q.jobs.append(&mut subdirs);
+                    self.more.notify_all();
+                }
+                Err(e) => {
+                    q.error.get_or_insert(e);
+                    q.jobs.clear();
+                    self.more.notify_all();
+                }
+            }
         }
-        let names: Vec<std::ffi::CString> = dir
+    }
+
+    /// Lists one directory into `entries`; its subdirectories (when
+    /// recursive) go to `subdirs`.
+    fn list_dir(
+        &self,
+        job: Job,
+        entries: &mut Vec<Entry>,
+        subdirs: &mut Vec<Job>,
+    ) -> Result<(), PathError> {
+        let Job {
+            mut dir,
+            rel: rel_dir,
+            out: out_dir,
+        } = job;
+        let opts = self.opts;
+        if !opts.ignored && !rel_dir.is_empty() {
+            // Read outside the lock; most directories have no `.gitignore`.
+            if let Some(g) = ignore_rules::read_dir_rules(self.root, &rel_dir) {
+                self.rules
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert_dir(&rel_dir, g);
+            }
+        }
+        let rules = self.rules.read().unwrap_or_else(|p| p.into_inner());
+        let names: Vec<CString> = dir
             .iter()
             .filter_map(Result::ok)
             .map(|e| e.file_name().to_owned())
             .filter(|n| n.as_bytes() != b"." && n.as_bytes() != b"..")
             .collect();
+        let mut rel = String::with_capacity(rel_dir.len() + 64);
         for cname in names {
             let Ok(name) = cname.to_str() else {
                 tracing::debug!(dir = %rel_dir, "skipping a name that is not UTF-8");
                 continue;
             };
-            let rel = join(&rel_dir, name);
             if name.starts_with(disk::TEMP_PREFIX) {
                 continue;
             }
+            rel.clear();
+            if !rel_dir.is_empty() {
+                rel.push_str(&rel_dir);
+                rel.push('/');
+            }
+            rel.push_str(name);
             let meta = match fstatat(&dir, cname.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
                 Ok(st) => meta_of(&st),
                 Err(nix::errno::Errno::ENOENT) => continue,
@@ -101,23 +256,31 @@ pub fn list(root: &Root, path: &str, opts: Options) -> Result<Listing, PathError
             if !opts.ignored && rules.is_ignored_in_walk(&rel, is_dir) {
                 continue;
             }
-            let out = join(&out_dir, name);
+            let out = if out_dir == rel_dir {
+                rel.clone()
+            } else {
+                join(&out_dir, name)
+            };
             match meta.kind {
                 Kind::Dir => {
+                    if opts.recursive {
+                        match open_sub(&dir, cname.as_c_str()) {
+                            Ok(sub) => subdirs.push(Job {
+                                dir: sub,
+                                rel: rel.clone(),
+                                out: out.clone(),
+                            }),
+                            Err(nix::errno::Errno::ENOENT | nix::errno::Errno::ELOOP) => {}
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
                     entries.push(Entry {
-                        path: out.clone(),
+                        path: out,
                         kind: Kind::Dir,
                         oid: None,
                         size: 0,
                         mode: "040000",
                     });
-                    if opts.recursive {
-                        match open_sub(&dir, cname.as_c_str()) {
-                            Ok(sub) => stack.push((sub, rel, out)),
-                            Err(nix::errno::Errno::ENOENT | nix::errno::Errno::ELOOP) => {}
-                            Err(e) => return Err(e.into()),
-                        }
-                    }
                 }
                 Kind::Symlink => {
                     let Ok(target) = readlinkat(&dir, OsStr::from_bytes(cname.as_bytes())) else {
@@ -133,8 +296,8 @@ pub fn list(root: &Root, path: &str, opts: Options) -> Result<Listing, PathError
                     });
                 }
                 Kind::File => {
-                    let (oid, size) = match index.oid_if_fresh(&rel, &meta) {
-                        Some(oid) => (oid.to_owned(), meta.size),
+                    let (oid, size) = match self.index.oid_if_fresh(&rel, &meta) {
+                        Some(oid) => (hex::encode(oid), meta.size),
                         None => match disk::read_at(&dir, name) {
                             Ok(Some(c)) => (c.oid(), c.bytes.len() as u64),
                             Ok(None) | Err(disk::ReadError::IsDir | disk::ReadError::NotAFile) => {
@@ -154,7 +317,6 @@ pub fn list(root: &Root, path: &str, opts: Options) -> Result<Listing, PathError
                 Kind::Other => {}
             }
         }
+        Ok(())
     }
-    entries.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(Listing { entries, head })
 }

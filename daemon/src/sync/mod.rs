@@ -8,7 +8,7 @@ pub mod git;
 pub mod log;
 mod watcher;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -50,6 +50,10 @@ pub(crate) struct Known {
 pub(crate) struct State {
     pub log: log::EventLog,
     pub known: BTreeMap<String, Known>,
+    /// Paths found gone whose `deleted` event is held back for a moment:
+    /// `rm -r` removes the children first, and the contract wants one
+    /// event for the directory. They stay in `known` until sent.
+    pub held_deletes: BTreeSet<String>,
 }
 
 pub(crate) struct Shared {
@@ -64,6 +68,44 @@ impl Shared {
     pub fn emit(&self, st: &mut State, kind: EventKind, origin: Option<Arc<str>>) {
         let ev = st.log.push(kind, origin, Instant::now());
         let _ = self.tx.send(ev);
+    }
+}
+
+/// Whether `a` is `b` or a directory above it.
+pub(crate) fn is_self_or_ancestor(a: &str, b: &str) -> bool {
+    a.is_empty() || (b.starts_with(a) && (b.len() == a.len() || b.as_bytes()[a.len()] == b'/'))
+}
+
+/// Sends the held deletion of `path` (one event, for the topmost path).
+pub(crate) fn send_held_delete(shared: &Shared, st: &mut State, path: &str) {
+    st.held_deletes.remove(path);
+    if let Some(k) = forget_subtree(&mut st.known, path) {
+        shared.emit(
+            st,
+            EventKind::Deleted {
+                path: path.to_owned(),
+                kind: k.kind,
+            },
+            None,
+        );
+    }
+}
+
+/// Sends the held deletions that concern `path` (it, what is above it,
+/// what is below it) before an event for `path`, so that the events of one
+/// path stay in the order they happened.
+pub(crate) fn send_held_deletes_of(shared: &Shared, st: &mut State, path: &str) {
+    if st.held_deletes.is_empty() {
+        return;
+    }
+    let related: Vec<String> = st
+        .held_deletes
+        .iter()
+        .filter(|h| is_self_or_ancestor(h, path) || is_self_or_ancestor(path, h))
+        .cloned()
+        .collect();
+    for h in related {
+        send_held_delete(shared, st, &h);
     }
 }
 
@@ -134,6 +176,7 @@ impl SyncHub {
                 log: log::EventLog::new(new_epoch(), KEEP_EVENTS, KEEP_FOR)
                     .with_max(MAX_EVENTS, MAX_EVENT_BYTES),
                 known: BTreeMap::new(),
+                held_deletes: BTreeSet::new(),
             }),
             tx,
             degraded: AtomicBool::new(false),
@@ -238,6 +281,11 @@ impl SyncHub {
 }
 
 fn record(shared: &Shared, st: &mut State, effect: Effect, origin: Option<Arc<str>>) {
+    match &effect {
+        Effect::Changed(e) => send_held_deletes_of(shared, st, &e.path),
+        // The apply's own event covers what was held below it.
+        Effect::Deleted { path, .. } => st.held_deletes.retain(|h| !is_self_or_ancestor(path, h)),
+    }
     match effect {
         Effect::Changed(e) => {
             st.known.insert(

@@ -20,7 +20,10 @@ use tracing::Instrument;
 
 use super::coalesce::Coalescer;
 use super::git::{self, Head};
-use super::{forget_subtree, EventKind, Known, Settings, Shared, State, COALESCE, RESCAN_EVERY};
+use super::{
+    is_self_or_ancestor, send_held_delete, EventKind, Known, Settings, Shared, State, COALESCE,
+    RESCAN_EVERY,
+};
 use crate::confine::PathError;
 use crate::files::disk::{self, Meta};
 use crate::files::ignore_rules::{is_git_internal, Rules};
@@ -45,7 +48,15 @@ struct Actor {
     head: Head,
     git_dirty: bool,
     full_rescan: bool,
+    /// When the first and the last of the held deletions were found.
+    held_since: Option<(Instant, Instant)>,
 }
+
+/// A deletion is held until no other was found for this long, so that
+/// `rm -r` (children first) ends in one event for the directory...
+const HOLD_DELETES: std::time::Duration = COALESCE;
+/// ...but never longer than this, so a long removal still shows progress.
+const MAX_HOLD: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn sig(m: &Meta) -> (u64, u64, i128, u32) {
     (m.size, m.ino, m.mtime_ns, m.perm | ((m.kind as u32) << 16))
@@ -95,6 +106,7 @@ pub(super) fn start(
         head,
         git_dirty: false,
         full_rescan: false,
+        held_since: None,
     };
     actor.baseline();
     let span = tracing::info_span!("watcher");
@@ -252,6 +264,9 @@ impl Actor {
             if !self.unwatched.is_empty() {
                 wake = Some(wake.map_or(next_rescan, |w| w.min(next_rescan)));
             }
+            if let Some(held) = self.held_deadline() {
+                wake = Some(wake.map_or(held, |w| w.min(held)));
+            }
             let msg = match wake {
                 Some(w) => match rx.recv_timeout(w.saturating_duration_since(now)) {
                     Ok(m) => Some(m),
@@ -288,6 +303,81 @@ impl Actor {
             if due || self.coalescer.deadline().is_some_and(|d| now >= d) {
                 self.flush();
             }
+            if self.held_deadline().is_some_and(|d| Instant::now() >= d) {
+                self.send_held_deletes();
+            }
+        }
+    }
+
+    fn held_deadline(&self) -> Option<Instant> {
+        let (first, last) = self.held_since?;
+        Some((last + HOLD_DELETES).min(first + MAX_HOLD))
+    }
+
+    /// Holds the deletion of `rel` (found gone), or of the topmost known
+    /// directory above it that is gone too.
+    fn hold_delete(&mut self, st: &mut State, rel: &str) {
+        let top = self.top_gone(st, rel);
+        if !st.known.contains_key(&top) {
+            return;
+        }
+        self.unwatch_subtree(&top);
+        if st.held_deletes.iter().any(|h| is_self_or_ancestor(h, &top)) {
+            return;
+        }
+        st.held_deletes.retain(|h| !is_self_or_ancestor(&top, h));
+        st.held_deletes.insert(top);
+        let now = Instant::now();
+        self.held_since = Some((self.held_since.map_or(now, |(first, _)| first), now));
+    }
+
+    /// `rel`, or its topmost known ancestor that is gone from the disk.
+    fn top_gone(&self, st: &State, rel: &str) -> String {
+        let mut top = rel.to_owned();
+        loop {
+            let parent = parent_of(&top);
+            if parent.is_empty() || !st.known.contains_key(parent) || self.stat(parent).is_some() {
+                return top;
+            }
+            top = parent.to_owned();
+        }
+    }
+
+    /// Sends the held deletions: one event per topmost path that is gone.
+    fn send_held_deletes(&mut self) {
+        self.held_since = None;
+        let shared = self.shared.clone();
+        let mut st = shared.state.lock().unwrap();
+        let held = std::mem::take(&mut st.held_deletes);
+        let tops: std::collections::BTreeSet<String> =
+            held.iter().map(|h| self.top_gone(&st, h)).collect();
+        let mut sent: Vec<&str> = Vec::new();
+        // Sorted, so a directory comes before what is below it.
+        for top in &tops {
+            if sent.iter().any(|s| is_self_or_ancestor(s, top)) {
+                continue;
+            }
+            self.unwatch_subtree(top);
+            st.held_deletes.insert(top.clone());
+            send_held_delete(&shared, &mut st, top);
+            sent.push(top);
+        }
+    }
+
+    /// Sends the held deletions of `rel` and of what is above it, before an
+    /// event that says `rel` exists again.
+    fn send_held_above(&mut self, st: &mut State, rel: &str) {
+        if st.held_deletes.is_empty() {
+            return;
+        }
+        let above: Vec<String> = st
+            .held_deletes
+            .iter()
+            .filter(|h| is_self_or_ancestor(h, rel))
+            .cloned()
+            .collect();
+        for h in above {
+            send_held_delete(&self.shared, st, &h);
         }
     }
 
@@ -459,36 +549,25 @@ impl Actor {
             }
         }
         let Some((entry, meta)) = found else {
-            // Gone: report the topmost known ancestor that is gone too, once.
-            let mut top = rel.to_owned();
-            loop {
-                let parent = parent_of(&top).to_owned();
-                if parent.is_empty()
-                    || !st.known.contains_key(&parent)
-                    || self.stat(&parent).is_some()
-                {
-                    break;
-                }
-                top = parent;
-            }
-            self.unwatch_subtree(&top);
-            if let Some(k) = forget_subtree(&mut st.known, &top) {
-                self.shared.emit(
-                    st,
-                    EventKind::Deleted {
-                        path: top,
-                        kind: k.kind,
-                    },
-                    None,
-                );
-            }
+            self.hold_delete(st, rel);
             return;
         };
+        self.send_held_above(st, rel);
         let is_dir = entry.kind == Kind::Dir;
         if self.rules.is_ignored(rel, is_dir) {
             return;
         }
         if is_dir {
+            // Another directory by the same name (removed and made again
+            // within one window): the old one, its watches included, is gone.
+            let replaced = st
+                .known
+                .get(rel)
+                .is_some_and(|k| k.kind != Kind::Dir || k.sig.is_some_and(|s| s.1 != meta.ino));
+            if replaced {
+                self.unwatch_subtree(rel);
+                send_held_delete(&self.shared, st, rel);
+            }
             if !st.known.contains_key(rel) {
                 st.known.insert(
                     rel.to_owned(),

@@ -1002,3 +1002,308 @@ async fn a_gitignore_change_brings_unignored_files_in() {
     std::fs::write(root.join("build/sub/y"), "y\n").unwrap();
     wait_for(&mut c, "build/sub/y", |v| is_changed(v, "build/sub/y")).await;
 }
+
+/// Files of a new tree three levels deep (`new/dK/eJ/fI`), with contents
+/// that differ, written under `dir`; returns each path with its blob id.
+fn make_tree(dir: &Path, top: &str, n: usize) -> std::collections::BTreeMap<String, String> {
+    let mut want = std::collections::BTreeMap::new();
+    for i in 0..n {
+        let rel = format!("{top}/d{}/e{}/f{i}", i % 7, i % 5);
+        let content = format!("{rel}\n");
+        let p = dir.join(&rel);
+        if !p.parent().unwrap().exists() {
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        }
+        std::fs::write(&p, &content).unwrap();
+        want.insert(rel, workspaced::files::oid::blob_oid(content.as_bytes()));
+    }
+    want.insert(top.to_owned(), String::new());
+    for k in 0..7.min(n) {
+        want.insert(format!("{top}/d{k}"), String::new());
+        for j in 0..5.min(n) {
+            if (0..n).any(|i| i % 7 == k && i % 5 == j) {
+                want.insert(format!("{top}/d{k}/e{j}"), String::new());
+            }
+        }
+    }
+    want
+}
+
+/// Reads events until every path of `want` was last reported as it is
+/// (files with their blob id, directories as `dir`); panics on a deletion
+/// of one of them, or when `limit` passes without one more path complete.
+async fn until_all_reported(
+    c: &mut Ws,
+    want: &std::collections::BTreeMap<String, String>,
+    limit: std::time::Duration,
+    what: &str,
+) {
+    let mut last: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    // Progress is awaited, not a fixed time: a missed path stalls the count.
+    let mut deadline = Instant::now() + limit;
+    let mut done = 0;
+    while done < want.len() {
+        if Instant::now() >= deadline {
+            let missing: Vec<_> = want
+                .iter()
+                .filter(|(p, o)| last.get(*p) != Some(*o))
+                .map(|(p, _)| p.as_str())
+                .take(10)
+                .collect();
+            panic!(
+                "{what}: {} of {} paths not reported, e.g. {missing:?}",
+                want.len() - done,
+                want.len()
+            );
+        }
+        let v = c.next_json().await;
+        let Some(p) = v["path"].as_str() else {
+            continue;
+        };
+        match v["type"].as_str() {
+            Some("changed") => {
+                let oid = if v["kind"] == "dir" {
+                    String::new()
+                } else {
+                    v["oid"].as_str().unwrap().to_owned()
+                };
+                let Some(w) = want.get(p) else { continue };
+                let was = last.get(p) == Some(w);
+                let is = *w == oid;
+                last.insert(p.to_owned(), oid);
+                if is && !was {
+                    done += 1;
+                    deadline = Instant::now() + limit;
+                } else if was && !is {
+                    done -= 1;
+                }
+            }
+            Some("deleted") => {
+                assert!(
+                    !want
+                        .keys()
+                        .any(|w| w == p || w.starts_with(&format!("{p}/"))),
+                    "{what}: {v}"
+                );
+            }
+            _ => {}
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Maker {
+    Tar,
+    Cp,
+    Checkout,
+}
+
+/// 300, 3,000 and 20,000 files appear at once in a new directory tree (as
+/// `npm install`, `tar x` or a checkout do): every path reaches a live
+/// client and a client that comes back with `since`.
+async fn new_trees_are_reported_whole(maker: Maker) {
+    // One maker at a time: each moves 23,300 files through the watcher.
+    let _one = integration_tests::throughput_lock().await;
+    let ws = repo(&[("README", "r\n")]);
+    let root = ws.path().to_owned();
+    let src = tempfile::tempdir().unwrap();
+    let sizes = [300, 3_000, 20_000];
+    let mut wants = Vec::new();
+    for n in sizes {
+        let top = format!("new{n}");
+        let want = match maker {
+            Maker::Checkout => {
+                git(&root, &["checkout", "-q", "-b", &top, "main"]);
+                let want = make_tree(&root, &top, n);
+                git(&root, &["add", "-A"]);
+                git(&root, &["commit", "-q", "-m", &top]);
+                git(&root, &["checkout", "-q", "main"]);
+                want
+            }
+            Maker::Tar | Maker::Cp => make_tree(src.path(), &top, n),
+        };
+        wants.push((top, want));
+    }
+    if let Maker::Tar = maker {
+        for (top, _) in &wants {
+            let out = Command::new("tar")
+                .args(["cf", &format!("{top}.tar"), top])
+                .current_dir(src.path())
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+        }
+    }
+    let d = TestDaemon::builder().workspace(ws).start();
+    let mut live = d.ws("/api/v1/sync").await;
+    let epoch = hello(&mut live).await["epoch"].as_str().unwrap().to_owned();
+    for (top, want) in &wants {
+        let seq = {
+            let mut probe = d.ws("/api/v1/sync").await;
+            hello(&mut probe).await["seq"].as_u64().unwrap()
+        };
+        let out = match maker {
+            Maker::Tar => Command::new("tar")
+                .arg("xf")
+                .arg(src.path().join(format!("{top}.tar")))
+                .current_dir(&root)
+                .output(),
+            Maker::Cp => Command::new("cp")
+                .arg("-r")
+                .arg(src.path().join(top))
+                .arg(root.join(top))
+                .output(),
+            Maker::Checkout => Command::new("git")
+                .args(["checkout", "-q", top])
+                .current_dir(&root)
+                .output(),
+        }
+        .unwrap();
+        assert!(out.status.success(), "{maker:?} {top}: {out:?}");
+        let limit = WAIT * 2;
+        until_all_reported(&mut live, want, limit, &format!("live, {maker:?} {top}")).await;
+        let mut again = d
+            .ws(&format!("/api/v1/sync?since={seq}&epoch={epoch}"))
+            .await;
+        hello(&mut again).await;
+        until_all_reported(&mut again, want, limit, &format!("replay, {maker:?} {top}")).await;
+        if let Maker::Checkout = maker {
+            // Back to main for the next size: the tree goes away.
+            git(&root, &["checkout", "-q", "main"]);
+        }
+    }
+}
+
+#[tokio::test]
+async fn new_trees_by_tar_are_reported_whole() {
+    new_trees_are_reported_whole(Maker::Tar).await;
+}
+
+#[tokio::test]
+async fn new_trees_by_cp_are_reported_whole() {
+    new_trees_are_reported_whole(Maker::Cp).await;
+}
+
+#[tokio::test]
+async fn new_trees_by_git_checkout_are_reported_whole() {
+    new_trees_are_reported_whole(Maker::Checkout).await;
+}
+
+#[tokio::test]
+async fn rm_r_of_a_tree_is_one_event() {
+    let ws = tempfile::tempdir().unwrap();
+    for p in [
+        "a/top.txt",
+        "a/b/mid.txt",
+        "a/b/c/deep1",
+        "a/b/c/deep2",
+        "a/b2/x",
+    ] {
+        let f = ws.path().join(p);
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::write(f, p).unwrap();
+    }
+    let d = TestDaemon::builder().workspace(ws).start();
+    let root = d.root().to_owned();
+    let mut c = d.ws("/api/v1/sync").await;
+    hello(&mut c).await;
+    for round in 0..3 {
+        let out = Command::new("rm")
+            .args(["-r", "a"])
+            .current_dir(&root)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        // Deletions wait a moment (children go first); a marker written
+        // once `a` is reported shows that nothing else came with it.
+        let mut events = Vec::new();
+        wait_for(&mut c, "deleted a", |v| {
+            events.push(v.clone());
+            v["type"] == "deleted" && v["path"] == "a"
+        })
+        .await;
+        let marker = format!("marker{round}");
+        std::fs::write(root.join(&marker), "m").unwrap();
+        wait_for(&mut c, &marker, |v| {
+            events.push(v.clone());
+            is_changed(v, &marker)
+        })
+        .await;
+        events.pop();
+        assert_eq!(events.len(), 1, "round {round}: {events:?}");
+        assert_eq!(events[0]["type"], "deleted");
+        assert_eq!(events[0]["path"], "a");
+        assert_eq!(events[0]["kind"], "dir");
+        // Made again: every entry comes back, and the next removal is one event again.
+        for p in [
+            "a/top.txt",
+            "a/b/mid.txt",
+            "a/b/c/deep1",
+            "a/b/c/deep2",
+            "a/b2/x",
+        ] {
+            let f = root.join(p);
+            std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+            std::fs::write(f, p).unwrap();
+        }
+        let want: std::collections::BTreeMap<String, String> =
+            [("a", ""), ("a/b", ""), ("a/b/c", ""), ("a/b2", "")]
+                .into_iter()
+                .map(|(p, o)| (p.to_owned(), o.to_owned()))
+                .chain(
+                    [
+                        "a/top.txt",
+                        "a/b/mid.txt",
+                        "a/b/c/deep1",
+                        "a/b/c/deep2",
+                        "a/b2/x",
+                    ]
+                    .into_iter()
+                    .map(|p| (p.to_owned(), workspaced::files::oid::blob_oid(p.as_bytes()))),
+                )
+                .collect();
+        until_all_reported(&mut c, &want, WAIT, "the tree made again").await;
+    }
+}
+
+#[tokio::test]
+async fn a_corrupt_git_index_is_ignored_and_the_tree_answers() {
+    let ws = repo(&[("a.txt", "one\n"), ("d/b.txt", "two\n")]);
+    let root = ws.path().to_owned();
+    let good = std::fs::read(root.join(".git/index")).unwrap();
+    let d = TestDaemon::builder().workspace(ws).start();
+    // 12 bytes that announce 4 billion entries; the index cut short; garbage.
+    let mut huge = b"DIRC".to_vec();
+    huge.extend(2u32.to_be_bytes());
+    huge.extend(4_000_000_000u32.to_be_bytes());
+    let cases: [(&str, Vec<u8>); 3] = [
+        ("4 billion entries", huge),
+        ("truncated", good[..good.len() / 2].to_vec()),
+        ("garbage", b"not an index at all, just text\n".repeat(40)),
+    ];
+    for (what, bytes) in cases {
+        std::fs::write(root.join(".git/index"), &bytes).unwrap();
+        let v = d.get_json("/api/v1/tree?recursive=true").await;
+        let files: Vec<(&str, &str)> = v["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "file")
+            .map(|e| (e["path"].as_str().unwrap(), e["oid"].as_str().unwrap()))
+            .collect();
+        let a = hash_object(&root, "a.txt");
+        let b = hash_object(&root, "d/b.txt");
+        assert_eq!(
+            files,
+            vec![("a.txt", a.as_str()), ("d/b.txt", b.as_str())],
+            "{what}"
+        );
+        let (s, _) = d.call(Method::GET, "/api/v1/status").await;
+        assert_eq!(s, 200, "{what}: the daemon lives");
+    }
+    d.log
+        .wait_for(WAIT, |l| {
+            l.contains("the git index is corrupt").then_some(())
+        })
+        .expect("a warning names the corrupt index");
+}
