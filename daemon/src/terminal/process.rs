@@ -175,7 +175,10 @@ pub fn start_io(
         return Err(e);
     }
 
-    let term = Arc::clone(t);
+    // Weak: the terminal owns the input channel's sender, so a strong
+    // reference here would keep the terminal, and this thread waiting on its
+    // channel, alive for ever after the terminal is removed.
+    let term = Arc::downgrade(t);
     let spawned = std::thread::Builder::new()
         .name(format!("pty-write-{}", t.id))
         .spawn(move || {
@@ -187,7 +190,10 @@ pub fn start_io(
                 {
                     break;
                 }
-                term.check_mode();
+                match term.upgrade() {
+                    Some(term) => term.check_mode(),
+                    None => break,
+                }
             }
         });
     if let Err(e) = spawned {

@@ -430,3 +430,44 @@ async fn delete(d: &TestDaemon, id: &str) {
         .await;
     assert_eq!(status, 204);
 }
+
+/// Threads and open file descriptors of a process.
+fn threads_and_fds(pid: u32) -> (usize, usize) {
+    let count = |dir: String| std::fs::read_dir(dir).unwrap().count();
+    (
+        count(format!("/proc/{pid}/task")),
+        count(format!("/proc/{pid}/fd")),
+    )
+}
+
+/// The soak found it: every terminal deleted left its writer thread (which
+/// held the terminal, which held the sender the thread waited on) and the
+/// PTY's descriptors behind.
+#[tokio::test]
+async fn deleted_terminals_leave_no_thread_or_descriptor_behind() {
+    let d = TestDaemon::start();
+    // A first terminal sets up what any use of terminals sets up once.
+    let warm = create_and_wait(&d, "echo ready", 6).await;
+    delete(&d, &warm).await;
+    let settled = until(WAIT, "the first terminal to be gone", async || {
+        let list = d.get_json("/api/v1/terminals").await;
+        list.as_array()?.is_empty().then_some(())
+    });
+    settled.await;
+    let (threads, fds) = threads_and_fds(d.pid());
+
+    for _ in 0..12 {
+        let id = create_and_wait(&d, "echo ready", 6).await;
+        // Input reaches the writer thread, as a user's typing does.
+        let mut ws = d.ws(&format!("/api/v1/terminals/{id}/attach")).await;
+        ws.send_bytes(b"x").await;
+        drop(ws);
+        delete(&d, &id).await;
+    }
+    let (t, f) = until(WAIT, "threads and descriptors back", async || {
+        let (t, f) = threads_and_fds(d.pid());
+        (t <= threads + 1 && f <= fds + 1).then_some((t, f))
+    })
+    .await;
+    eprintln!("threads {threads} -> {t}, descriptors {fds} -> {f}");
+}
