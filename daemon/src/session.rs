@@ -123,6 +123,12 @@ impl Sessions {
     /// The identity of a live session, counting this as a use; an ended
     /// session is removed and is `None`, as an unknown one.
     pub fn identity(&self, id: &str, now: Instant) -> Option<Identity> {
+        self.identity_until(id, now).map(|(identity, _)| identity)
+    }
+
+    /// As [`Sessions::identity`], with the instant the session's credential
+    /// expires (a JWT's `exp`), which what it grants must not outlive.
+    pub fn identity_until(&self, id: &str, now: Instant) -> Option<(Identity, Option<Instant>)> {
         let k = key(id);
         let mut s = self.lock();
         let session = s.sessions.get_mut(&k)?;
@@ -131,7 +137,7 @@ impl Sessions {
             return None;
         }
         session.last_use = now;
-        Some(session.identity.clone())
+        Some((session.identity.clone(), session.ends_at))
     }
 
     /// Ends a session (sign out). Whether it was live is not told.

@@ -29,7 +29,12 @@ pub(crate) struct Found {
 pub(crate) fn identify(app: &App, parts: &Parts) -> Option<Found> {
     let (credential, source) = auth::find_credential(parts)?;
     let identity = match source {
-        auth::Source::Cookie => cookie_identity(app, &parts.headers).map(|id| (id, None)),
+        auth::Source::Cookie => {
+            let now = Instant::now();
+            auth::cookies(&parts.headers, auth::COOKIE)
+                .find_map(|id| app.sessions.identity_until(id, now))
+                .map(|(id, ends)| (id, ends.map(|end| wall_clock(end, now))))
+        }
         _ => app.auth.check_until(&credential),
     };
     Some(Found {
@@ -38,11 +43,16 @@ pub(crate) fn identify(app: &App, parts: &Parts) -> Option<Found> {
     })
 }
 
-/// The identity of the first live session the request's cookies name.
-pub(crate) fn cookie_identity(app: &App, headers: &HeaderMap) -> Option<Identity> {
-    let now = Instant::now();
-    auth::cookies(headers, auth::COOKIE).find_map(|id| app.sessions.identity(id, now))
+/// The wall-clock time of a monotonic instant (a session's end).
+fn wall_clock(end: Instant, now: Instant) -> SystemTime {
+    SystemTime::now() + end.saturating_duration_since(now)
 }
+
+/// When the credential that admitted a request to the daemon's own routes
+/// expires (a JWT's `exp`, also through the session it started), for what
+/// the request creates (a port's ticket) not to outlive it.
+#[derive(Debug, Clone, Copy)]
+pub struct CredentialEnd(pub Option<SystemTime>);
 
 /// A new session for a credential (a page load's `access_token`), or `None`
 /// when the credential proves nothing.

@@ -237,6 +237,7 @@ async fn require_owner(State(app): State<AppState>, req: Request, next: Next) ->
         }
         Some(_) => {}
     }
+    let ends = found.identity.as_ref().and_then(|(_, ends)| *ends);
     if let (Some((identity, expires)), Some(_)) = (found.identity, found.query) {
         if page_load && !auth::is_websocket_upgrade(&parts.headers) {
             let session = app.sessions.start(
@@ -254,6 +255,8 @@ async fn require_owner(State(app): State<AppState>, req: Request, next: Next) ->
     {
         app.activity.touch(ActivitySource::Api);
     }
+    let mut parts = parts;
+    parts.extensions.insert(guard::CredentialEnd(ends));
     next.run(Request::from_parts(parts, body)).await
 }
 

@@ -66,6 +66,7 @@ pub async fn set_visibility(
 pub async fn open(
     State(app): State<AppState>,
     Path(raw): Path<String>,
+    ends: Option<axum::Extension<super::guard::CredentialEnd>>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let port = port_param(&raw)?;
     let info = known(&app, port)?;
@@ -75,10 +76,18 @@ pub async fn open(
     // The ticket is for the port as it is now: its session ends when the
     // port falls below this or closes.
     let cut = app.ports.cuts(port, info.visibility);
+    // Nor may it outlive the credential that opened it (a JWT's `exp`).
+    let now = Instant::now();
+    let ends_at = ends.and_then(|e| e.0 .0).map(|exp| {
+        let left = exp
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default();
+        now.checked_add(left).unwrap_or(now)
+    });
     let ticket = app
         .proxy
         .tickets
-        .issue(port, info.visibility, cut, Instant::now());
+        .issue(port, info.visibility, cut, ends_at, now);
     let sep = if info.url.contains('?') { '&' } else { '?' };
     Ok(Json(json!({
         "url": format!("{}{sep}{}={ticket}", info.url, proxy::TICKET_PARAM)

@@ -585,7 +585,7 @@ mod tests {
         fn port_session(&self, level: Visibility) -> String {
             let now = Instant::now();
             let cut = self.ports.cuts(PORT, level);
-            let t = self.tickets.issue(PORT, level, cut, now);
+            let t = self.tickets.issue(PORT, level, cut, None, now);
             self.tickets
                 .redeem(&t, PORT, now, |l| self.ports.cuts(PORT, l))
                 .unwrap()
@@ -844,7 +844,7 @@ mod tests {
     fn a_ticket_is_spent_once_and_its_session_ends_with_its_port() {
         let w = World::new();
         let now = Instant::now();
-        let ticket = w.tickets.issue(PORT, Visibility::Private, 0, now);
+        let ticket = w.tickets.issue(PORT, Visibility::Private, 0, None, now);
         let target = format!("/x?{TICKET_PARAM}={ticket}");
         let mut headers = [httparse::EMPTY_HEADER; 8];
         let mut req = httparse::Request::new(&mut headers);
@@ -926,7 +926,15 @@ mod tests {
             }
         }
         // A cookie without the role is refused for its origin first.
-        let member = jwt("member", "ws", 600);
+        let member = w.sessions.start(
+            Identity {
+                role: Role::Member,
+                user: None,
+            },
+            None,
+            Instant::now(),
+            std::time::SystemTime::now(),
+        );
         let h = [
             ("cookie", format!("workspaced_session={member}")),
             ("origin", "null".to_owned()),

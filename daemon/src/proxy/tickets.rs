@@ -30,17 +30,19 @@ fn key(secret: &str) -> Key {
 }
 
 /// What a ticket or a session is for: a port, the visibility the port had
-/// when the ticket was made, and the port's cut count for that level then.
+/// when the ticket was made, the port's cut count for that level then, and
+/// when the credential that opened it expires.
 #[derive(Debug, Clone, Copy)]
 struct Grant {
     port: u16,
     level: Visibility,
     cut: u64,
+    ends_at: Option<Instant>,
 }
 
 impl Grant {
-    fn holds(&self, port: u16, cut: impl Fn(Visibility) -> u64) -> bool {
-        self.port == port && cut(self.level) == self.cut
+    fn holds(&self, port: u16, now: Instant, cut: impl Fn(Visibility) -> u64) -> bool {
+        self.port == port && cut(self.level) == self.cut && self.ends_at.is_none_or(|end| now < end)
     }
 }
 
@@ -74,7 +76,15 @@ impl Tickets {
 
     /// A fresh ticket for `port`, which has visibility `level` and cut
     /// count `cut` for that level now.
-    pub fn issue(&self, port: u16, level: Visibility, cut: u64, now: Instant) -> String {
+    /// `ends_at` is when the opener's credential expires, if it does.
+    pub fn issue(
+        &self,
+        port: u16,
+        level: Visibility,
+        cut: u64,
+        ends_at: Option<Instant>,
+        now: Instant,
+    ) -> String {
         let ticket = crate::auth::generate_token();
         let mut s = self.lock();
         if s.tickets.len() >= MAX_TICKETS {
@@ -90,7 +100,12 @@ impl Tickets {
                 s.tickets.remove(&first);
             }
         }
-        let grant = Grant { port, level, cut };
+        let grant = Grant {
+            port,
+            level,
+            cut,
+            ends_at,
+        };
         s.tickets.insert(key(&ticket), (grant, now + TICKET_TTL));
         ticket
     }
@@ -108,7 +123,7 @@ impl Tickets {
     ) -> Option<String> {
         let mut s = self.lock();
         let (grant, exp) = s.tickets.remove(&key(ticket))?;
-        if exp <= now || !grant.holds(port, cut) {
+        if exp <= now || !grant.holds(port, now, cut) {
             return None;
         }
         let session = crate::auth::generate_token();
@@ -149,7 +164,7 @@ impl Tickets {
             // Another port's session: not this port's to end.
             return false;
         }
-        if now.duration_since(*used) >= self.session_ttl || !grant.holds(port, cut) {
+        if now.duration_since(*used) >= self.session_ttl || !grant.holds(port, now, cut) {
             s.sessions.remove(&k);
             return false;
         }
@@ -177,14 +192,14 @@ mod tests {
     fn single_use_for_one_port_within_a_minute() {
         let t = Tickets::new(HOUR);
         let now = Instant::now();
-        let a = t.issue(3000, Visibility::Private, 0, now);
+        let a = t.issue(3000, Visibility::Private, 0, None, now);
         assert!(t.redeem(&a, 3001, now, never_cut).is_none(), "another port");
         assert!(
             t.redeem(&a, 3000, now, never_cut).is_none(),
             "spent by the failed try"
         );
 
-        let b = t.issue(3000, Visibility::Private, 0, now);
+        let b = t.issue(3000, Visibility::Private, 0, None, now);
         let s = t
             .redeem(&b, 3000, now + Duration::from_secs(59), never_cut)
             .unwrap();
@@ -195,7 +210,7 @@ mod tests {
         assert!(t.session(&s, 3000, now, never_cut), "kept for its own port");
         assert!(!t.session("made-up", 3000, now, never_cut));
 
-        let c = t.issue(3000, Visibility::Private, 0, now);
+        let c = t.issue(3000, Visibility::Private, 0, None, now);
         assert!(
             t.redeem(&c, 3000, now + TICKET_TTL, never_cut).is_none(),
             "expired"
@@ -206,7 +221,7 @@ mod tests {
     fn a_session_ends_its_ttl_after_its_last_use() {
         let t = Tickets::new(HOUR);
         let now = Instant::now();
-        let ticket = t.issue(3000, Visibility::Private, 0, now);
+        let ticket = t.issue(3000, Visibility::Private, 0, None, now);
         let s = t.redeem(&ticket, 3000, now, never_cut).unwrap();
         let later = now + HOUR - Duration::from_secs(1);
         assert!(t.session(&s, 3000, later, never_cut), "used just in time");
@@ -231,9 +246,9 @@ mod tests {
                 Visibility::Public => 2,
             }]
         };
-        let private = t.issue(3000, Visibility::Private, 0, now);
+        let private = t.issue(3000, Visibility::Private, 0, None, now);
         let private = t.redeem(&private, 3000, now, cut).unwrap();
-        let public = t.issue(3000, Visibility::Public, 0, now);
+        let public = t.issue(3000, Visibility::Public, 0, None, now);
         let public = t.redeem(&public, 3000, now, cut).unwrap();
         // Public lowered to private: the public ticket's session ends.
         cuts.set([0, 1, 1]);
@@ -245,7 +260,13 @@ mod tests {
         assert!(!t.session(&private, 3000, now, |_| 0));
 
         // A ticket issued before a cut is spent for nothing.
-        let ticket = t.issue(3000, Visibility::Private, cut(Visibility::Private), now);
+        let ticket = t.issue(
+            3000,
+            Visibility::Private,
+            cut(Visibility::Private),
+            None,
+            now,
+        );
         cuts.set([2, 2, 2]);
         assert!(t.redeem(&ticket, 3000, now, cut).is_none());
     }
@@ -254,18 +275,39 @@ mod tests {
     fn the_stores_are_bounded() {
         let t = Tickets::new(HOUR);
         let now = Instant::now();
-        let first = t.issue(1, Visibility::Private, 0, now);
+        let first = t.issue(1, Visibility::Private, 0, None, now);
         let first = t.redeem(&first, 1, now, never_cut).unwrap();
         for i in 1..=MAX_SESSIONS as u64 {
             let at = now + Duration::from_millis(i);
-            let ticket = t.issue(2, Visibility::Private, 0, at);
+            let ticket = t.issue(2, Visibility::Private, 0, None, at);
             t.redeem(&ticket, 2, at, never_cut).unwrap();
         }
         assert_eq!(t.sessions(), MAX_SESSIONS);
         assert!(!t.session(&first, 1, now, never_cut), "the oldest went");
         for _ in 0..MAX_TICKETS + 5 {
-            t.issue(3, Visibility::Private, 0, now);
+            t.issue(3, Visibility::Private, 0, None, now);
         }
         assert_eq!(t.lock().tickets.len(), MAX_TICKETS);
+    }
+
+    #[test]
+    fn a_session_ends_with_the_credential_that_opened_it() {
+        let t = Tickets::new(HOUR);
+        let now = Instant::now();
+        let end = now + Duration::from_secs(10);
+        let ticket = t.issue(3000, Visibility::Private, 0, Some(end), now);
+        let session = t.redeem(&ticket, 3000, now, never_cut).unwrap();
+        assert!(t.session(&session, 3000, end - Duration::from_secs(1), never_cut));
+        assert!(
+            !t.session(&session, 3000, end, never_cut),
+            "ended at the JWT's exp"
+        );
+        assert!(
+            !t.session(&session, 3000, end - Duration::from_secs(1), never_cut),
+            "and gone"
+        );
+        // A ticket whose opener's credential expired is not redeemed.
+        let late = t.issue(3000, Visibility::Private, 0, Some(now), now);
+        assert_eq!(t.redeem(&late, 3000, now, never_cut), None);
     }
 }

@@ -1381,3 +1381,61 @@ async fn cookie_credentialed_posts_and_upgrades_come_only_from_the_ports_own_ori
     assert_eq!(back, Message::Text("same origin".into()));
     assert_eq!(app.seen_at("/ws").len(), 1);
 }
+
+/// A port session does not outlive the credential that opened its ticket:
+/// opened with a JWT, it ends at the JWT's `exp`, as a browser session does.
+#[tokio::test]
+async fn a_port_session_ends_when_the_jwt_that_opened_it_expires() {
+    let d = TestDaemon::builder()
+        .arg("port-url-template", "http://${PORT}-ws-test.example.dev/")
+        .start();
+    let app = upstream::start("127.0.0.1:0").await;
+    proxied(&d, &app, "private").await;
+    let p = app.port();
+    let ttl = 4;
+    let token = jwt("owner", "ws-test", ttl);
+    let opened = std::time::Instant::now();
+    let body: Value = reqwest::Client::new()
+        .post(d.url(&format!("/api/v1/ports/{p}/open")))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let url = body["url"].as_str().unwrap();
+    let ticket = url.split_once("workspaced_ticket=").unwrap().1;
+    let r = no_redirect()
+        .get(d.url(&format!("/?workspaced_ticket={ticket}")))
+        .header("host", format!("{p}-ws-test.example.dev"))
+        .header("accept", HTML)
+        .send()
+        .await
+        .unwrap();
+    let session = session_of(&r);
+    let status = async || {
+        let r = no_redirect()
+            .get(d.url("/s"))
+            .header("host", format!("{p}-ws-test.example.dev"))
+            .header("cookie", format!("workspaced_session={session}"))
+            .send()
+            .await
+            .unwrap();
+        r.status().as_u16()
+    };
+    assert_eq!(status().await, 200);
+    integration_tests::until(
+        Duration::from_secs(ttl as u64 + 10),
+        "the session to end",
+        async || (status().await == 401).then_some(()),
+    )
+    .await;
+    // The JWT's exp is whole seconds: it passed within a second of ttl.
+    assert!(
+        opened.elapsed() >= Duration::from_secs(ttl as u64 - 1),
+        "ended by the JWT's exp, not before: {:?}",
+        opened.elapsed()
+    );
+}
