@@ -90,7 +90,14 @@ pub fn parse(b: &[u8]) -> Result<HashMap<Box<str>, Cached>, ParseError> {
     }
     // git writes a SHA-1 of everything before it, or zeros with
     // `index.skipHash`; any other trailer is a corrupt (or SHA-256) index.
-    let (body, trailer) = b.split_at(b.len() - CHECKSUM);
+    // The trailer follows the whole header: a shorter file (a 12-byte index
+    // of no entries) is truncated, never a trailer overlapping the header.
+    let body_len = b
+        .len()
+        .checked_sub(CHECKSUM)
+        .filter(|&l| l >= HEADER)
+        .ok_or(ParseError::Truncated(0))?;
+    let (body, trailer) = b.split_at(body_len);
     if trailer.iter().any(|c| *c != 0) && Sha1::digest(body)[..] != *trailer {
         return Err(ParseError::Checksum);
     }
@@ -285,6 +292,19 @@ mod tests {
         b.extend(2u32.to_be_bytes());
         b.extend(u32::MAX.to_be_bytes());
         assert!(matches!(parse(&b), Err(ParseError::Count { .. })));
+    }
+
+    #[test]
+    fn a_header_of_no_entries_without_its_trailer_is_an_error() {
+        // The replayed fuzz corpus found it: the trailer's offset underflowed.
+        let mut b = b"DIRC".to_vec();
+        b.extend(2u32.to_be_bytes());
+        b.extend(0u32.to_be_bytes());
+        for extra in 0..CHECKSUM {
+            let mut short = b.clone();
+            short.extend(std::iter::repeat_n(0u8, extra));
+            assert!(parse(&short).is_err(), "{} bytes", short.len());
+        }
     }
 
     #[test]

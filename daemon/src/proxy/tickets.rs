@@ -1,8 +1,9 @@
 //! Single-use tickets (`POST /api/v1/ports/{port}/open`) and the per-port
 //! sessions they turn into: how a browser gets into a host-routed private
 //! port without a token in any URL it keeps. A session ends like a browser
-//! session, `session_ttl` after its last use and when the daemon restarts
-//! (it lives in memory only), and at once when its port falls below the
+//! session, `session_ttl` after its last use, when the daemon restarts
+//! (it lives in memory only) and when the credential that opened its ticket
+//! expires, and at once when its port falls below the
 //! level its ticket was for or closes (the registry's cut counts,
 //! `Ports::cuts`). Pure state; time and cut counts are passed in.
 
