@@ -247,11 +247,13 @@ pub fn generate_token() -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use jsonwebtoken::{encode, EncodingKey, Header};
 
-    fn jwt(secret: &[u8], aud: &str, role: &str, exp_offset: i64) -> String {
+    /// An HS256 JWT of `alice` with `role` for `aud`, expiring `exp_offset`
+    /// seconds from now (other modules' tests make theirs with it too).
+    pub(crate) fn jwt(secret: &[u8], aud: &str, role: &str, exp_offset: i64) -> String {
         let exp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()

@@ -120,7 +120,7 @@ pub async fn request(
 
 /// hyper's errors say little at the top ("client error (Connect)"): the
 /// cause (refused, certificate unknown) is further down.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {

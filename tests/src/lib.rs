@@ -19,36 +19,7 @@ pub const JWT_SECRET: &str = "test-jwt-secret";
 /// The daemon binary, built once per test run (a no-op when up to date).
 pub fn daemon_binary() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .unwrap()
-            .to_owned();
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "workspaced",
-                "--bin",
-                "workspaced",
-            ])
-            .current_dir(&root)
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "building workspaced failed");
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("target"));
-        let target = if target.is_absolute() {
-            target
-        } else {
-            root.join(target)
-        };
-        target.join("debug/workspaced")
-    })
-    .clone()
+    BIN.get_or_init(|| build_daemon(None)).clone()
 }
 
 /// The target of the static daemon (no libc, no OpenSSL from the system),
@@ -58,35 +29,43 @@ pub const STATIC_TARGET: &str = "x86_64-unknown-linux-musl";
 /// The static daemon binary, built once per test run (a no-op when up to date).
 pub fn static_daemon_binary() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .unwrap()
-            .to_owned();
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "workspaced",
-                "--bin",
-                "workspaced",
-            ])
-            .args(["--target", STATIC_TARGET])
-            .current_dir(&root)
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "building the static workspaced failed");
-        daemon_binary()
-            .parent()
-            .unwrap()
-            .parent()
-            .unwrap()
-            .join(STATIC_TARGET)
-            .join("debug/workspaced")
-    })
-    .clone()
+    BIN.get_or_init(|| build_daemon(Some(STATIC_TARGET)))
+        .clone()
+}
+
+/// `cargo build` of the daemon (for `target`, else the host), and its path.
+fn build_daemon(target: Option<&str>) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args([
+        "build",
+        "--quiet",
+        "-p",
+        "workspaced",
+        "--bin",
+        "workspaced",
+    ]);
+    if let Some(t) = target {
+        cmd.args(["--target", t]);
+    }
+    let status = cmd.current_dir(&root).status().expect("run cargo build");
+    assert!(status.success(), "building workspaced ({target:?}) failed");
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let dir = if dir.is_absolute() {
+        dir
+    } else {
+        root.join(dir)
+    };
+    match target {
+        Some(t) => dir.join(t).join("debug/workspaced"),
+        None => dir.join("debug/workspaced"),
+    }
 }
 
 /// What the daemon wrote on stderr, shared with the thread that reads it.

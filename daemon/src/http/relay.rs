@@ -148,7 +148,7 @@ impl Relay {
                 .client
                 .request(req)
                 .await
-                .map_err(|e| unreachable(name, error_chain(&e)))?;
+                .map_err(|e| unreachable(name, crate::http_client::error_chain(&e)))?;
             let status = resp.status();
             let bytes = Limited::new(resp.into_body(), MAX_ANSWER_BYTES)
                 .collect()
@@ -384,17 +384,6 @@ pub fn own_os() -> Option<String> {
         .iter()
         .find_map(|p| std::fs::read_to_string(p).ok())
         .and_then(|t| pretty_name(&t))
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 type Upstream =

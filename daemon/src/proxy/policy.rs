@@ -514,7 +514,6 @@ mod tests {
     use super::*;
     use crate::events::EventBus;
     use crate::ports::{Listening, Settings};
-    use jsonwebtoken::{encode, EncodingKey, Header};
     use std::collections::BTreeMap;
     use std::time::Duration;
 
@@ -524,17 +523,7 @@ mod tests {
     const HOST: &str = "3000-ws.example.dev";
 
     fn jwt(role: &str, aud: &str, exp_offset: i64) -> String {
-        let exp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64
-            + exp_offset;
-        encode(
-            &Header::new(jsonwebtoken::Algorithm::HS256),
-            &serde_json::json!({"sub": "alice", "role": role, "aud": aud, "exp": exp}),
-            &EncodingKey::from_secret(SECRET),
-        )
-        .unwrap()
+        crate::auth::tests::jwt(SECRET, aud, role, exp_offset)
     }
 
     struct World {
