@@ -100,6 +100,32 @@ on_idle = { exec = ["sh", "-c", "test -f pre-stop-ran && echo exec > exec-ran"] 
     assert_eq!(d.get_json("/api/v1/idle").await["state"], "active");
 }
 
+/// One request read whole (by its `Content-Length`): its bytes and its body,
+/// or `None` when the peer ends or fails first.
+async fn read_request(s: &mut (impl AsyncReadExt + Unpin)) -> Option<(Vec<u8>, String)> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = s.read(&mut buf).await.ok().filter(|&n| n > 0)?;
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len: usize = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            if got.len() >= end + 4 + len {
+                let body = text[end + 4..].to_owned();
+                return Some((got, body));
+            }
+        }
+    }
+}
+
 /// An HTTP server that answers 503 to the first `refuse` requests, then 200,
 /// and hands over each request body with the time it came.
 async fn webhook_server(refuse: usize) -> (String, tokio::sync::mpsc::Receiver<(Instant, String)>) {
@@ -112,27 +138,7 @@ async fn webhook_server(refuse: usize) -> (String, tokio::sync::mpsc::Receiver<(
         let mut i = 0;
         loop {
             let (mut s, _) = listener.accept().await.unwrap();
-            let mut got = Vec::new();
-            let mut buf = [0u8; 4096];
-            let body = loop {
-                let n = s.read(&mut buf).await.unwrap();
-                assert!(n > 0, "request cut short");
-                got.extend_from_slice(&buf[..n]);
-                let text = String::from_utf8_lossy(&got).into_owned();
-                if let Some(end) = text.find("\r\n\r\n") {
-                    let len: usize = text[..end]
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse().unwrap())
-                        })
-                        .unwrap_or(0);
-                    if got.len() >= end + 4 + len {
-                        break text[end + 4..].to_owned();
-                    }
-                }
-            };
+            let (got, body) = read_request(&mut s).await.expect("request cut short");
             if !got.starts_with(b"POST /idle-hook ") {
                 let _ = s
                     .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
@@ -212,34 +218,12 @@ async fn https_webhook_server(
                 let Ok(mut s) = acceptor.accept(tcp).await else {
                     return;
                 };
-                let mut got = Vec::new();
-                let mut buf = [0u8; 4096];
-                let body = loop {
-                    let Ok(n) = s.read(&mut buf).await else {
-                        break None;
-                    };
-                    if n == 0 {
-                        break None;
-                    }
-                    got.extend_from_slice(&buf[..n]);
-                    let text = String::from_utf8_lossy(&got).into_owned();
-                    if let Some(end) = text.find("\r\n\r\n") {
-                        let len: usize = text[..end]
-                            .lines()
-                            .find_map(|l| {
-                                l.to_ascii_lowercase()
-                                    .strip_prefix("content-length:")
-                                    .map(|v| v.trim().parse().unwrap())
-                            })
-                            .unwrap_or(0);
-                        if got.len() >= end + 4 + len {
-                            break Some(text[end + 4..].to_owned());
-                        }
-                    }
-                };
-                let Some(body) = body.filter(|_| got.starts_with(b"POST /idle-hook ")) else {
+                let Some((got, body)) = read_request(&mut s).await else {
                     return;
                 };
+                if !got.starts_with(b"POST /idle-hook ") {
+                    return;
+                }
                 let _ = s
                     .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
                     .await;
