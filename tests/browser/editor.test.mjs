@@ -154,7 +154,13 @@ test("the editor starts from init_tools.sh and works through the proxy", async (
 
   // What the workbench is configured with: the Open VSX gallery, no
   // workspace trust, and telemetry off in the default user settings.
-  const html = await (await api(`/proxy/${ws.editorPort}/`)).text();
+  // /readyz follows the component's own probe; the proxy serves the port
+  // once the port detector has listed it, which may be a moment later.
+  let html = "";
+  await waitFor("the workbench page through the proxy", async () => {
+    html = await (await api(`/proxy/${ws.editorPort}/`)).text();
+    return /data-settings="/.test(html);
+  }, 30000, () => html.slice(0, 300));
   const settings = JSON.parse(/data-settings="([^"]*)"/.exec(html)[1].replaceAll("&quot;", '"').replaceAll("&amp;", "&"));
   assert.equal(settings.productConfiguration.extensionsGallery.serviceUrl, "https://open-vsx.org/vscode/gallery");
   assert.equal(settings.enableWorkspaceTrust, false);
