@@ -27,6 +27,20 @@ pub struct Forward {
     pub remote: u16,
     /// PEM certificates trusted besides the system's roots (`--ca-file`).
     pub ca_pem: Option<Vec<u8>>,
+    /// The send timeout: a local client that takes no byte for this long
+    /// loses its connection (and its tunnel), as the daemon's own peers do.
+    pub stall: std::time::Duration,
+}
+
+/// The send timeout: the daemon's (`heartbeat::send_timeout`), from the same
+/// hidden `WORKSPACED_WS_PING_INTERVAL` knob, so tests need not wait 50 s.
+pub fn send_timeout_from_env() -> std::time::Duration {
+    let interval = std::env::var("WORKSPACED_WS_PING_INTERVAL")
+        .ok()
+        .and_then(|s| crate::config::parse_duration(&s))
+        .filter(|d| !d.is_zero())
+        .unwrap_or(crate::heartbeat::DEFAULT_INTERVAL);
+    crate::heartbeat::send_timeout(interval)
 }
 
 impl std::fmt::Debug for Forward {
@@ -201,12 +215,17 @@ async fn carry(
         }
         let _ = sink.send(Message::Close(None)).await;
     };
+    let stall = f.stall;
     let down = async move {
         while let Some(Ok(msg)) = ws_in.next().await {
             match msg {
                 Message::Binary(b) => {
-                    let written = tcp_out.write_all(&b).await;
-                    if written.is_err() {
+                    // A local client that stopped reading would hold this
+                    // task, and the tunnel behind it, for ever.
+                    let written =
+                        crate::proxy::splice::write_all_within(&mut tcp_out, &b, stall).await;
+                    if let Err(e) = written {
+                        tracing::debug!(error = %e, "the local client stopped taking bytes");
                         break;
                     }
                 }
@@ -214,7 +233,7 @@ async fn carry(
                 _ => {}
             }
         }
-        let _ = tcp_out.shutdown().await;
+        let _ = tokio::time::timeout(stall, tcp_out.shutdown()).await;
     };
     tokio::select! {
         _ = up => {}

@@ -28,6 +28,14 @@ use tokio::time::{Instant, Sleep};
 /// Pings this often by default; a peer is dead after twice this.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(25);
 
+/// The send timeout for a ping interval: how long a writer may wait for its
+/// peer to take a byte before the connection is closed (50 s by default).
+/// The same bound as the unanswered ping's, so one rule says when a peer is
+/// gone; byte pumps (proxied upgrades, `forward`) use it too.
+pub fn send_timeout(interval: Duration) -> Duration {
+    interval.saturating_mul(2)
+}
+
 /// A WebSocket that pings its peer and ends when the peer stops answering.
 pub struct Heartbeat {
     inner: WebSocket,
@@ -90,7 +98,7 @@ impl Heartbeat {
 
     /// How long the writer may wait for the peer to take bytes.
     fn timeout(&self) -> Duration {
-        self.interval.saturating_mul(2)
+        send_timeout(self.interval)
     }
 
     fn died(&mut self) {

@@ -218,6 +218,7 @@ fn forward(m: &clap::ArgMatches) -> ExitCode {
         local,
         remote,
         ca_pem,
+        stall: forward::send_timeout_from_env(),
     };
     match runtime.block_on(forward::run(f, workspaced::server::shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,7 +1,8 @@
 //! Test upstreams for the proxy: a small HTTP/1.1 app (records what it is
 //! sent, counts uploads, streams downloads, server-sent events on cue,
-//! echoes chunked bodies, echoes WebSocket messages), and misbehaving
-//! servers (one that hangs, one that closes mid-body).
+//! echoes chunked bodies, echoes WebSocket messages or floods its client
+//! with them), and misbehaving servers (one that hangs, one that closes
+//! mid-body).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -240,7 +241,10 @@ async fn serve(
             });
             Response::new(boxed(ChannelBody(rx)))
         }
-        "/ws" => {
+        // `/ws` echoes each message; `/ws-flood` sends 64 KiB binary
+        // messages as fast as it may, until its peer goes.
+        "/ws" | "/ws-flood" => {
+            let flood = path == "/ws-flood";
             let key = req
                 .headers()
                 .get("sec-websocket-key")
@@ -255,6 +259,17 @@ async fn serve(
                     None,
                 )
                 .await;
+                if flood {
+                    let chunk = Bytes::from(vec![b'f'; 64 * 1024]);
+                    while ws
+                        .send(tokio_tungstenite::tungstenite::Message::Binary(
+                            chunk.clone(),
+                        ))
+                        .await
+                        .is_ok()
+                    {}
+                    return;
+                }
                 while let Some(Ok(msg)) = ws.next().await {
                     if msg.is_text() || msg.is_binary() {
                         if ws.send(msg).await.is_err() {

@@ -158,7 +158,8 @@ enum Val {
     Table(toml::Value),
 }
 
-fn parse_duration(s: &str) -> Option<Duration> {
+/// A duration as the settings write it: seconds, or `300ms`, `5m`, ...
+pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
     if let Ok(secs) = s.parse::<u64>() {
         return Some(Duration::from_secs(secs));

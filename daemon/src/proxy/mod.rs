@@ -244,6 +244,7 @@ pub async fn handle(app: Arc<App>, port: u16, prefix: usize, req: Request) -> Re
         let upstream_upgrade = hyper::upgrade::on(&mut resp);
         let activity = counts.then(|| app.activity.clone());
         let cancel = app.proxy.cancel.clone();
+        let stall = crate::heartbeat::send_timeout(app.config.ws_ping_interval);
         app.proxy.tracker.spawn(
             async move {
                 let (Ok(a), Ok(b)) = tokio::join!(client_upgrade, upstream_upgrade) else {
@@ -252,7 +253,7 @@ pub async fn handle(app: Arc<App>, port: u16, prefix: usize, req: Request) -> Re
                 };
                 tokio::select! {
                     _ = cancel.cancelled() => {}
-                    _ = splice::splice(TokioIo::new(a), TokioIo::new(b), activity) => {}
+                    _ = splice::splice(TokioIo::new(a), TokioIo::new(b), activity, stall) => {}
                 }
             }
             .instrument(tracing::debug_span!("upgraded", port)),

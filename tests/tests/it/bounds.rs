@@ -257,7 +257,7 @@ async fn a_tunnel_message_over_max_ws_message_bytes_closes_1009() {
 /// A python3 process listening on `n` ports of loopback, with a command
 /// line of 16 KiB (so that each event that names it is 16 KiB): it closes
 /// them when its stdin has a line.
-fn listeners(n: usize) -> (std::process::Child, Vec<u16>) {
+pub fn listeners(n: usize) -> (std::process::Child, Vec<u16>) {
     let script = format!(
         "import socket,sys\n\
          s=[socket.socket() for _ in range({n})]\n\

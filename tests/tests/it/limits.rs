@@ -1,12 +1,15 @@
 //! Slow, hostile and heavy clients: `header_timeout`, `idle_connection_timeout`
 //! and `max_connections` on both HTTP paths (the proxy's fast lane and
 //! hyper), thousands of slow heads, a thousand kept-alive proxied
-//! connections, and WebSocket peers that stop answering pings.
+//! connections, WebSocket peers that stop answering pings, and WebSocket
+//! clients that stop reading (the send timeout) on every route.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use integration_tests::{upstream, TestDaemon, TOKEN};
+use integration_tests::{until, upstream, TestDaemon, TOKEN};
+use reqwest::Method;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -408,4 +411,274 @@ async fn a_websocket_peer_that_stops_answering_pings_is_closed_on_every_route() 
     })
     .await;
     assert!(quiet.is_err(), "an answering peer was closed: {quiet:?}");
+}
+
+/// The ping interval of the daemons below: the send timeout is twice this
+/// (long enough that a reading client on a loaded machine is never late).
+const PING: &str = "1s";
+
+/// Opens a WebSocket on `path` from a socket with a 4 KiB receive buffer,
+/// reads the answer's head byte by byte, and from then on reads nothing.
+async fn never_reading(d: &TestDaemon, path: &str) -> TcpStream {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let mut s = sock.connect(d.addr.parse().unwrap()).await.unwrap();
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(s.read_u8().await.expect("an answer to the upgrade"));
+        assert!(head.len() < 8192, "{path}: an endless head");
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{path}: {}",
+        String::from_utf8_lossy(&head)
+    );
+    s
+}
+
+/// Sends `bytes` every 100 ms, never reading, until a write fails: the
+/// daemon closed its socket, and the kernel answered what came after with
+/// a reset. How long that took; 20 s at most.
+async fn dropped_within(s: &mut TcpStream, bytes: &[u8]) -> Duration {
+    let start = Instant::now();
+    let dropped = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            if s.write_all(bytes).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(dropped.is_ok(), "a client that reads nothing was kept");
+    start.elapsed()
+}
+
+/// An empty pong, masked as a client's frames are: unsolicited pongs keep a
+/// client from looking silent, so only the send timeout can end it.
+const PONG: [u8; 6] = [0x8a, 0x80, 1, 2, 3, 4];
+
+/// RSS of the daemon now, in MiB.
+fn rss_mib(d: &TestDaemon) -> u64 {
+    crate::bounds::memory(d.pid()).1 >> 20
+}
+
+/// The daemon's memory after a client that read nothing was dropped: not
+/// more than a few queues' worth above where it was.
+fn assert_rss_bounded(d: &TestDaemon, before: u64, what: &str) {
+    let after = rss_mib(d);
+    assert!(
+        after <= before + 48,
+        "{what}: the daemon went from {before} to {after} MiB"
+    );
+}
+
+/// Reads binary frames from `ws` and adds their sizes to `count`, until
+/// the stream ends.
+fn count_binary(mut ws: integration_tests::Ws, count: std::sync::Arc<AtomicU64>) -> AbortOnDrop {
+    AbortOnDrop(tokio::spawn(async move {
+        while let Some(Ok(m)) = ws.inner.next().await {
+            if let tokio_tungstenite::tungstenite::Message::Binary(b) = m {
+                count.fetch_add(b.len() as u64, Ordering::Relaxed);
+            }
+        }
+    }))
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Reads text frames of `ws` (so it answers pings and takes what it is
+/// sent) until one satisfies `f`.
+fn read_until(
+    mut ws: integration_tests::Ws,
+    f: impl Fn(&serde_json::Value) -> bool + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(Ok(m)) = ws.inner.next().await {
+            if let tokio_tungstenite::tungstenite::Message::Text(t) = m {
+                if f(&serde_json::from_str(&t).unwrap()) {
+                    return;
+                }
+            }
+        }
+        panic!("the stream ended first");
+    })
+}
+
+/// Waits until `count` has grown by `by` bytes (10 s at most).
+async fn grows(count: &AtomicU64, by: u64, what: &str) {
+    let from = count.load(Ordering::Relaxed);
+    until(Duration::from_secs(10), what, async || {
+        (count.load(Ordering::Relaxed) >= from + by).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminal_client_that_never_reads_is_closed_and_the_others_stream_on() {
+    let d = TestDaemon::builder()
+        .env("WORKSPACED_WS_PING_INTERVAL", PING)
+        .start();
+    let (status, t) = d
+        .post_json(
+            "/api/v1/terminals",
+            serde_json::json!({"command": ["sh", "-c", "exec yes output-line"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{t}");
+    let id = t["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/terminals/{id}/attach");
+    let reading = std::sync::Arc::new(AtomicU64::new(0));
+    let _reader = count_binary(d.ws(&path).await, reading.clone());
+    grows(&reading, 1 << 20, "output for the reading client").await;
+    let before = rss_mib(&d);
+
+    let mut deaf = never_reading(&d, &format!("{path}?offset=0")).await;
+    let took = dropped_within(&mut deaf, &PONG).await;
+    assert!(took < Duration::from_secs(10), "dropped after {took:?}");
+    grows(&reading, 8 << 20, "output for the reading client after").await;
+    assert_rss_bounded(&d, before, "attach");
+    d.call(Method::DELETE, &format!("/api/v1/terminals/{id}"))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_events_client_that_never_reads_is_closed_and_the_others_are_told() {
+    let d = TestDaemon::builder()
+        .env("WORKSPACED_WS_PING_INTERVAL", PING)
+        .start();
+    let events = d.ws("/api/v1/events").await;
+    let before = rss_mib(&d);
+    let mut deaf = never_reading(&d, "/api/v1/events").await;
+    // 400 ports of a process with a 16 KiB command line: 6 MiB of events,
+    // more than the socket buffers hold.
+    let (mut child, ports) = crate::bounds::listeners(400);
+    let last = *ports.last().unwrap();
+    // The reading client is told every port, the last one included.
+    let told = read_until(events, move |v| {
+        v["type"] == "port_opened" && v["port"]["port"] == last
+    });
+    let took = dropped_within(&mut deaf, &PONG).await;
+    assert!(took < Duration::from_secs(15), "dropped after {took:?}");
+    tokio::time::timeout(Duration::from_secs(60), told)
+        .await
+        .expect("the last port within 60 s")
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_rss_bounded(&d, before, "events");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_client_that_never_reads_is_closed_and_the_others_get_every_change() {
+    let d = TestDaemon::builder()
+        .env("WORKSPACED_WS_PING_INTERVAL", PING)
+        .start();
+    let mut sync = d.ws("/api/v1/sync").await;
+    assert_eq!(sync.next_json().await["type"], "hello");
+    let before = rss_mib(&d);
+    let mut deaf = never_reading(&d, "/api/v1/sync").await;
+    // 2,000 files 3.7 KiB deep: over 7 MiB of events.
+    let deep: std::path::PathBuf = (0..14)
+        .map(|i| format!("{i:02}{}", "d".repeat(240)))
+        .collect();
+    let last = format!("{}/1999{}", deep.display(), "f".repeat(200));
+    let told = read_until(sync, move |v| {
+        v["type"] == "changed" && v["path"] == last.as_str()
+    });
+    let root = d.root().join(&deep);
+    tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&root).unwrap();
+        for i in 0..2000 {
+            std::fs::write(root.join(format!("{i:04}{}", "f".repeat(200))), b"x").unwrap();
+        }
+    })
+    .await
+    .unwrap();
+    let took = dropped_within(&mut deaf, &PONG).await;
+    assert!(took < Duration::from_secs(15), "dropped after {took:?}");
+    tokio::time::timeout(Duration::from_secs(60), told)
+        .await
+        .expect("the last file's event within 60 s")
+        .unwrap();
+    assert_rss_bounded(&d, before, "sync");
+}
+
+/// A TCP server on loopback that sends to each client as fast as it takes.
+async fn flood_server() -> (u16, AbortOnDrop) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        let mut conns = tokio::task::JoinSet::new();
+        while let Ok((mut s, _)) = l.accept().await {
+            conns.spawn(async move {
+                let chunk = vec![b't'; 64 * 1024];
+                while s.write_all(&chunk).await.is_ok() {}
+            });
+        }
+    });
+    (port, AbortOnDrop(task))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tunnel_client_that_never_reads_is_closed_and_other_tunnels_flow() {
+    let d = TestDaemon::builder()
+        .env("WORKSPACED_WS_PING_INTERVAL", PING)
+        .start();
+    let (port, _server) = flood_server().await;
+    let path = format!("/api/v1/ports/{port}/tunnel");
+    let reading = std::sync::Arc::new(AtomicU64::new(0));
+    let _reader = count_binary(d.ws(&path).await, reading.clone());
+    grows(&reading, 1 << 20, "bytes through the reading tunnel").await;
+    let before = rss_mib(&d);
+
+    let mut deaf = never_reading(&d, &path).await;
+    let took = dropped_within(&mut deaf, &PONG).await;
+    assert!(took < Duration::from_secs(10), "dropped after {took:?}");
+    grows(&reading, 8 << 20, "bytes through the reading tunnel after").await;
+    assert_rss_bounded(&d, before, "tunnel");
+}
+
+#[tokio::test]
+async fn a_proxied_websocket_client_that_never_reads_is_closed_after_the_send_timeout() {
+    let d = TestDaemon::builder()
+        .env("WORKSPACED_WS_PING_INTERVAL", PING)
+        .start();
+    let app = upstream::start("127.0.0.1:0").await;
+    wait_listening(&d, app.port()).await;
+    let before = rss_mib(&d);
+
+    // The proxy splices bytes, pings nothing: a client that sends frames
+    // but reads none is dropped only by the send timeout (2 s here).
+    let mut deaf = never_reading(&d, &format!("/proxy/{}/ws-flood", app.port())).await;
+    let took = dropped_within(&mut deaf, &PONG).await;
+    assert!(took < Duration::from_secs(10), "dropped after {took:?}");
+    assert!(
+        took >= Duration::from_millis(1500),
+        "dropped after {took:?}, before the send timeout"
+    );
+
+    // A reading client of the same app is served as before.
+    let mut flood = d.ws(&format!("/proxy/{}/ws-flood", app.port())).await;
+    let mut got = 0usize;
+    while got < 8 << 20 {
+        match flood.next().await {
+            integration_tests::Frame::Binary(b) => got += b.len(),
+            other => panic!("a proxied flood frame, got {other:?}"),
+        }
+    }
+    let mut echo = d.ws(&format!("/proxy/{}/ws", app.port())).await;
+    echo.send_text(serde_json::json!({"still": "here"})).await;
+    assert_eq!(echo.next_json().await, serde_json::json!({"still": "here"}));
+    assert_rss_bounded(&d, before, "proxied websocket");
 }
