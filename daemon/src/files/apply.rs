@@ -1,8 +1,12 @@
 //! The apply engine: a batch of changes is planned against an in-memory
 //! overlay of the disk (so every base is checked, and every patch and edit
-//! computed, before the first write), then carried out in order.
+//! computed, before the first write), then carried out in order. Files on
+//! disk are hashed in pieces; only a patch or an edit reads one whole, and
+//! what a batch reads and computes is bounded (see [`Limits`]).
 
 use std::collections::HashMap;
+use std::io::Read;
+use std::sync::Arc;
 
 use super::disk::{self, Kind, ReadError};
 use super::edit::{self, Encoding, TextEdit};
@@ -83,6 +87,36 @@ pub enum Refusal {
         path: String,
         why: String,
     },
+    /// A file too large to patch or edit, or a batch that would hold too
+    /// much: 413 `too_large`.
+    #[error("change {index} ({path}): {why}")]
+    TooLarge {
+        index: usize,
+        path: String,
+        why: String,
+    },
+}
+
+/// What one batch may hold in memory besides its request.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// The largest file a patch or an edit reads whole.
+    pub max_file_bytes: u64,
+    /// The most the contents computed by patches and edits may add up to
+    /// (each is held until the batch is written).
+    pub max_computed_bytes: u64,
+}
+
+impl Limits {
+    /// Both from `max_body_bytes`: a patch or an edit works on what a PUT
+    /// could have written, and holds no more than one body's worth.
+    pub fn from_body_limit(max_body_bytes: usize) -> Limits {
+        let n = u64::try_from(max_body_bytes).unwrap_or(u64::MAX);
+        Limits {
+            max_file_bytes: n,
+            max_computed_bytes: n,
+        }
+    }
 }
 
 /// How one change ended.
@@ -113,15 +147,26 @@ pub enum ApplyError {
     },
 }
 
+/// Where the plan finds a blob's bytes.
+#[derive(Debug, Clone)]
+enum Content {
+    /// In memory: planned by this batch, or a symlink's target.
+    Held(Arc<Vec<u8>>),
+    /// A regular file at `path` on disk (where it was when planning began),
+    /// hashed but not read: only a patch or an edit reads it.
+    OnDisk { path: String, size: u64 },
+}
+
 /// The state of a path as the plan sees it.
 #[derive(Debug, Clone)]
 enum Slot {
     Missing,
     Dir,
-    /// A file or symlink with its content.
+    /// A file or symlink, its blob id and where its content is.
     Blob {
         kind: Kind,
-        bytes: Vec<u8>,
+        oid: String,
+        content: Content,
     },
     /// A socket, FIFO or device.
     Other,
@@ -130,7 +175,7 @@ enum Slot {
 impl Slot {
     fn oid(&self) -> Option<String> {
         match self {
-            Slot::Blob { bytes, .. } => Some(blob_oid(bytes)),
+            Slot::Blob { oid, .. } => Some(oid.clone()),
             _ => None,
         }
     }
@@ -139,7 +184,7 @@ impl Slot {
 /// A write to carry out once every check passed.
 #[derive(Debug)]
 enum Action {
-    Write { path: String, bytes: Vec<u8> },
+    Write { path: String, bytes: Arc<Vec<u8>> },
     Remove { path: String, kind: Kind },
     Rename { from: String, to: String },
     Mkdir { path: String },
@@ -151,6 +196,9 @@ type Planned = (Vec<Action>, Option<String>, String);
 struct Planner<'r> {
     root: &'r Root,
     overlay: HashMap<String, Slot>,
+    limits: Limits,
+    /// Bytes computed by patches and edits so far.
+    computed: u64,
 }
 
 fn normalize(path: &str) -> Result<String, PathError> {
@@ -165,9 +213,11 @@ impl Planner<'_> {
     /// Plans writing `bytes` to `path`; later changes of the batch see them.
     fn plan_write(&mut self, path: String, bytes: Vec<u8>) -> Planned {
         let oid = blob_oid(&bytes);
+        let bytes = Arc::new(bytes);
         let slot = Slot::Blob {
             kind: Kind::File,
-            bytes: bytes.clone(),
+            oid: oid.clone(),
+            content: Content::Held(bytes.clone()),
         };
         self.overlay.insert(path.clone(), slot);
         (
@@ -180,6 +230,30 @@ impl Planner<'_> {
         )
     }
 
+    /// Plans the result of a patch or an edit, within `max_computed_bytes`.
+    fn plan_computed(
+        &mut self,
+        index: usize,
+        path: String,
+        bytes: Vec<u8>,
+    ) -> Result<Planned, Refusal> {
+        let total = self
+            .computed
+            .checked_add(bytes.len() as u64)
+            .filter(|&t| t <= self.limits.max_computed_bytes)
+            .ok_or_else(|| Refusal::TooLarge {
+                index,
+                path: path.clone(),
+                why: format!(
+                    "the patches and edits of this apply would produce more than {} bytes \
+                     (max_body_bytes); send fewer at once, or write the file with PUT",
+                    self.limits.max_computed_bytes
+                ),
+            })?;
+        self.computed = total;
+        Ok(self.plan_write(path, bytes))
+    }
+
     fn current(&mut self, path: &str) -> Result<Slot, PathError> {
         if let Some(s) = self.overlay.get(path) {
             return Ok(s.clone());
@@ -187,11 +261,26 @@ impl Planner<'_> {
         let slot = match self.root.open_parent(path) {
             Err(PathError::NotFound) => Slot::Missing,
             Err(e) => return Err(e),
-            Ok((dir, name)) => match disk::read_at(&dir, name) {
+            // Hashed in pieces: a base check costs no memory, whatever the size.
+            Ok((dir, name)) => match disk::open_at(&dir, name) {
                 Ok(None) => Slot::Missing,
-                Ok(Some(c)) => Slot::Blob {
-                    kind: c.meta.kind,
-                    bytes: c.bytes,
+                Ok(Some(disk::Opened::Symlink { meta, target })) => Slot::Blob {
+                    kind: meta.kind,
+                    oid: blob_oid(&target),
+                    content: Content::Held(Arc::new(target)),
+                },
+                Ok(Some(disk::Opened::File { file, meta })) => match disk::hash_file(&file) {
+                    Ok((oid, sig)) => Slot::Blob {
+                        kind: meta.kind,
+                        oid,
+                        content: Content::OnDisk {
+                            path: path.to_owned(),
+                            size: sig.size,
+                        },
+                    },
+                    Err(ReadError::Path(e)) => return Err(e),
+                    Err(ReadError::IsDir) => Slot::Dir,
+                    Err(ReadError::NotAFile) => Slot::Other,
                 },
                 Err(ReadError::IsDir) => Slot::Dir,
                 Err(ReadError::NotAFile) => Slot::Other,
@@ -200,6 +289,65 @@ impl Planner<'_> {
         };
         self.overlay.insert(path.to_owned(), slot.clone());
         Ok(slot)
+    }
+
+    /// The bytes of a blob the plan found, for a patch or an edit of
+    /// `path`: read from disk only up to `max_file_bytes`, and only if they
+    /// are still the version that was hashed.
+    fn bytes_of(
+        &self,
+        index: usize,
+        path: &str,
+        oid: &str,
+        content: &Content,
+    ) -> Result<Result<Arc<Vec<u8>>, Conflict>, Refusal> {
+        let (from, size) = match content {
+            Content::Held(b) => return Ok(Ok(b.clone())),
+            Content::OnDisk { path, size } => (path, *size),
+        };
+        let max = self.limits.max_file_bytes;
+        let too_large = |size: u64| Refusal::TooLarge {
+            index,
+            path: path.to_owned(),
+            why: format!(
+                "the file is {size} bytes; patch and edit take files up to {max} bytes \
+                 (max_body_bytes), write a larger one whole with PUT"
+            ),
+        };
+        if size > max {
+            return Err(too_large(size));
+        }
+        let changed = || Conflict {
+            index,
+            path: path.to_owned(),
+            code: ConflictCode::VersionConflict,
+            expected: Some(oid.to_owned()),
+            actual: None,
+            message: format!("{path} changed while the apply was checked"),
+        };
+        let (dir, name) = match self.root.open_parent(from) {
+            Ok(x) => x,
+            Err(PathError::NotFound) => return Ok(Err(changed())),
+            Err(e) => return Err(e.into()),
+        };
+        let file = match disk::open_at(&dir, name) {
+            Ok(Some(disk::Opened::File { file, .. })) => file,
+            Ok(_) | Err(ReadError::IsDir | ReadError::NotAFile) => return Ok(Err(changed())),
+            Err(ReadError::Path(e)) => return Err(e.into()),
+        };
+        // Never more than the bound, whatever the file grew to meanwhile.
+        let cap = usize::try_from(size).unwrap_or(usize::MAX);
+        let mut bytes = Vec::with_capacity(cap);
+        file.take(max.saturating_add(1))
+            .read_to_end(&mut bytes)
+            .map_err(PathError::Io)?;
+        if bytes.len() as u64 > max {
+            return Err(too_large(bytes.len() as u64));
+        }
+        if blob_oid(&bytes) != oid {
+            return Ok(Err(changed()));
+        }
+        Ok(Ok(Arc::new(bytes)))
     }
 
     /// Checks `base` against the current slot: the slot's bytes when it matches.
@@ -241,15 +389,16 @@ impl Planner<'_> {
         })
     }
 
-    /// Like `check_base`, for changes that act on an existing file or symlink.
+    /// Like `check_base`, for changes that act on an existing file or
+    /// symlink: its kind, blob id and where its content is.
     fn check_blob(
         &mut self,
         index: usize,
         path: &str,
         base: Option<&str>,
-    ) -> Result<Result<(Kind, Vec<u8>), Conflict>, PathError> {
+    ) -> Result<Result<(Kind, String, Content), Conflict>, PathError> {
         Ok(match self.check_base(index, path, base)? {
-            Ok(Slot::Blob { kind, bytes }) => Ok((kind, bytes)),
+            Ok(Slot::Blob { kind, oid, content }) => Ok((kind, oid, content)),
             Ok(_) => Err(Conflict {
                 index,
                 path: path.to_owned(),
@@ -293,45 +442,50 @@ impl Planner<'_> {
                 Ok(Ok(self.plan_write(path, content.clone())))
             }
             Op::Patch { diff } => {
-                let (_, bytes) = match self.check_blob(index, &path, base)? {
+                let (_, oid, content) = match self.check_blob(index, &path, base)? {
+                    Ok(b) => b,
+                    Err(c) => return Ok(Err(c)),
+                };
+                let bytes = match self.bytes_of(index, &path, &oid, &content)? {
                     Ok(b) => b,
                     Err(c) => return Ok(Err(c)),
                 };
                 match patch::apply(&bytes, diff) {
-                    Ok(new) => Ok(Ok(self.plan_write(path, new))),
-                    Err(e) => {
-                        let oid = blob_oid(&bytes);
-                        Ok(Err(Conflict {
-                            index,
-                            message: format!("the diff does not apply to {path}: {e}"),
-                            path,
-                            code: ConflictCode::PatchDoesNotApply,
-                            expected: Some(oid.clone()),
-                            actual: Some(oid),
-                        }))
-                    }
+                    Ok(new) => Ok(Ok(self.plan_computed(index, path, new)?)),
+                    Err(e) => Ok(Err(Conflict {
+                        index,
+                        message: format!("the diff does not apply to {path}: {e}"),
+                        path,
+                        code: ConflictCode::PatchDoesNotApply,
+                        expected: Some(oid.clone()),
+                        actual: Some(oid),
+                    })),
                 }
             }
             Op::Edit { edits, encoding } => {
-                let (_, bytes) = match self.check_blob(index, &path, base)? {
+                let (_, oid, content) = match self.check_blob(index, &path, base)? {
                     Ok(b) => b,
                     Err(c) => return Ok(Err(c)),
                 };
-                let text = String::from_utf8(bytes).map_err(|_| Refusal::InvalidEdit {
+                let bytes = match self.bytes_of(index, &path, &oid, &content)? {
+                    Ok(b) => b,
+                    Err(c) => return Ok(Err(c)),
+                };
+                let text = std::str::from_utf8(&bytes).map_err(|_| Refusal::InvalidEdit {
                     index,
                     path: path.clone(),
                     why: "the file is not UTF-8 text".into(),
                 })?;
                 let new =
-                    edit::apply(&text, edits, *encoding).map_err(|e| Refusal::InvalidEdit {
+                    edit::apply(text, edits, *encoding).map_err(|e| Refusal::InvalidEdit {
                         index,
                         path: path.clone(),
                         why: e.to_string(),
                     })?;
-                Ok(Ok(self.plan_write(path, new.into_bytes())))
+                Ok(Ok(self.plan_computed(index, path, new.into_bytes())?))
             }
             Op::Delete => {
-                let (kind, _) = match self.check_blob(index, &path, base)? {
+                let (kind, _, _) = match self.check_blob(index, &path, base)? {
                     Ok(b) => b,
                     Err(c) => return Ok(Err(c)),
                 };
@@ -467,6 +621,7 @@ pub fn apply(
     root: &Root,
     changes: &[Change],
     atomic: bool,
+    limits: Limits,
     on_effect: &mut dyn FnMut(Effect),
 ) -> Result<Outcome, ApplyError> {
     // Every path is checked as text first: a bad one refuses the whole batch.
@@ -479,6 +634,8 @@ pub fn apply(
     let mut planner = Planner {
         root,
         overlay: HashMap::new(),
+        limits,
+        computed: 0,
     };
     let mut plans = Vec::with_capacity(changes.len());
     let mut conflicts = Vec::new();

@@ -298,8 +298,9 @@ impl Walk<'_> {
                 Kind::File => {
                     let (oid, size) = match self.index.oid_if_fresh(&rel, &meta) {
                         Some(oid) => (hex::encode(oid), meta.size),
-                        None => match disk::read_at(&dir, name) {
-                            Ok(Some(c)) => (c.oid(), c.bytes.len() as u64),
+                        // Hashed in pieces: a listing holds no file whole.
+                        None => match disk::version_at(&dir, name) {
+                            Ok(Some((meta, oid, _))) => (oid, meta.size),
                             Ok(None) | Err(disk::ReadError::IsDir | disk::ReadError::NotAFile) => {
                                 continue
                             }

@@ -16,7 +16,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{ApiError, ApiJson, AppState};
-use crate::files::apply::{ApplyError, Change, ChangeResult, Conflict, Op, Outcome, Refusal};
+use crate::files::apply::{
+    ApplyError, Change, ChangeResult, Conflict, Limits, Op, Outcome, Refusal,
+};
 use crate::files::edit::{Encoding, Position, TextEdit};
 use crate::files::{disk, tree, upload, Entry};
 use crate::sync::Committed;
@@ -223,13 +225,19 @@ pub(super) async fn run_apply(
         Err(e) => return ApplyAnswer::Error(e),
     };
     let a = app.clone();
-    let outcome =
-        tokio::task::spawn_blocking(move || a.sync.apply(&a.root, &changes, atomic, origin)).await;
+    let limits = Limits::from_body_limit(app.config.max_body_bytes);
+    let outcome = tokio::task::spawn_blocking(move || {
+        a.sync.apply(&a.root, &changes, atomic, limits, origin)
+    })
+    .await;
     match outcome {
         Err(e) => ApplyAnswer::Error(ApiError::internal(format!("apply task: {e}"))),
         Ok(Err(ApplyError::Refused(Refusal::Path(e)))) => ApplyAnswer::Error(e.into()),
         Ok(Err(e @ ApplyError::Refused(Refusal::InvalidEdit { .. }))) => {
             ApplyAnswer::Error(ApiError::bad_request("invalid_edit", e.to_string()))
+        }
+        Ok(Err(e @ ApplyError::Refused(Refusal::TooLarge { .. }))) => {
+            ApplyAnswer::Error(ApiError::too_large(e.to_string()))
         }
         Ok(Err(e @ ApplyError::Io { .. })) => {
             ApplyAnswer::Error(ApiError::internal(format!("{e:#}")))

@@ -229,10 +229,11 @@ impl SyncHub {
         root: &Root,
         changes: &[Change],
         atomic: bool,
+        limits: apply::Limits,
         origin: Option<Arc<str>>,
     ) -> Result<Outcome, ApplyError> {
         let mut st = self.shared.state.lock().unwrap();
-        let outcome = apply::apply(root, changes, atomic, &mut |effect| {
+        let outcome = apply::apply(root, changes, atomic, limits, &mut |effect| {
             record(&self.shared, &mut st, effect, origin.clone())
         })?;
         Ok(outcome)

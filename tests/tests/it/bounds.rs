@@ -471,3 +471,176 @@ async fn deleted_terminals_leave_no_thread_or_descriptor_behind() {
     .await;
     eprintln!("threads {threads} -> {t}, descriptors {fds} -> {f}");
 }
+
+/// POSTs an apply; its status and body.
+async fn apply(d: &TestDaemon, changes: Value) -> (u16, Value) {
+    d.post_json("/api/v1/sync/apply", json!({ "changes": changes }))
+        .await
+}
+
+#[tokio::test]
+async fn a_patch_or_edit_of_a_600_mib_file_is_413_and_the_daemon_reads_none_of_it_whole() {
+    let _pace = integration_tests::throughput_lock().await;
+    let d = TestDaemon::start();
+    // Sparse: 600 MiB of zeros that take no disk, outside any repository.
+    let big = d.root().join("big.bin");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(600 * MIB)
+        .unwrap();
+    let oid = sh(&format!("git hash-object '{}'", big.display()));
+    std::fs::write(d.root().join("small.txt"), "one\n").unwrap();
+    let small = sh(&format!(
+        "git hash-object '{}'",
+        d.root().join("small.txt").display()
+    ));
+
+    // The listing hashes it in pieces.
+    let (status, tree) = d.call(Method::GET, "/api/v1/tree").await;
+    assert_eq!(status, 200, "{tree}");
+    let entry = tree["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == "big.bin")
+        .unwrap()
+        .clone();
+    assert_eq!(entry["oid"], oid.as_str());
+    assert_eq!(entry["size"], 600 * MIB);
+
+    // A patch and an edit would read it whole: refused, before any change
+    // of the batch is made, whatever `atomic` says.
+    let diff = "@@ -1 +1 @@\n-one\n+two\n";
+    let edit = json!({"range": {"start": {"line": 0, "character": 0}, "end": {"line": 0, "character": 0}}, "text": "x"});
+    for (atomic, big_change) in [
+        (
+            true,
+            json!({"op": "patch", "path": "big.bin", "base": oid, "diff": "@@ -1 +1 @@\n-a\n+b\n"}),
+        ),
+        (
+            false,
+            json!({"op": "edit", "path": "big.bin", "base": oid, "edits": [edit]}),
+        ),
+    ] {
+        let (status, body) = d
+            .post_json(
+                "/api/v1/sync/apply",
+                json!({"atomic": atomic, "changes": [
+                    {"op": "patch", "path": "small.txt", "base": small, "diff": diff},
+                    big_change,
+                ]}),
+            )
+            .await;
+        assert_eq!(status, 413, "{body}");
+        assert_eq!(body["error"]["code"], "too_large", "{body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("big.bin") && message.contains("max_body_bytes"),
+            "{message}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(d.root().join("small.txt")).unwrap(),
+            "one\n"
+        );
+        assert_eq!(std::fs::metadata(&big).unwrap().len(), 600 * MIB);
+    }
+
+    // A delete and a rename check its version without reading it whole.
+    let (status, body) = apply(
+        &d,
+        json!([{"op": "rename", "path": "big.bin", "to": "moved.bin", "base": oid}]),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["results"][0]["oid"], oid.as_str());
+    let (status, body) = apply(
+        &d,
+        json!([{"op": "delete", "path": "moved.bin", "base": oid}]),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(!d.root().join("moved.bin").exists());
+
+    let (peak, _) = memory(d.pid());
+    assert!(
+        peak < 100 * MIB,
+        "the daemon peaked at {} MiB over a 600 MiB file",
+        peak / MIB
+    );
+}
+
+#[tokio::test]
+async fn an_apply_holds_at_most_max_body_bytes_of_patched_and_edited_content() {
+    let d = TestDaemon::builder()
+        .arg("max-body-bytes", "1048576")
+        .start();
+    // 600 KiB of lines: one edit of it fits, two in one apply do not.
+    let text = "0123456789abcdef\n".repeat(600 * 1024 / 17);
+    std::fs::write(d.root().join("a.txt"), &text).unwrap();
+    let oid = sh(&format!(
+        "git hash-object '{}'",
+        d.root().join("a.txt").display()
+    ));
+    std::fs::write(d.root().join("b.txt"), &text).unwrap();
+    let edit = |n: u32| json!({"range": {"start": {"line": n, "character": 0}, "end": {"line": n, "character": 1}}, "text": "X"});
+    let (status, body) = apply(
+        &d,
+        json!([
+            {"op": "edit", "path": "a.txt", "base": oid, "edits": [edit(0)]},
+            {"op": "edit", "path": "b.txt", "base": oid, "edits": [edit(1)]},
+        ]),
+    )
+    .await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["error"]["code"], "too_large");
+    assert_eq!(
+        std::fs::read_to_string(d.root().join("a.txt")).unwrap(),
+        text
+    );
+    assert_eq!(
+        std::fs::read_to_string(d.root().join("b.txt")).unwrap(),
+        text
+    );
+
+    // One edit per batch fits, and a delete holds nothing.
+    let (status, body) = apply(
+        &d,
+        json!([{"op": "edit", "path": "a.txt", "base": oid, "edits": [edit(0)]}]),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let new = body["results"][0]["oid"].as_str().unwrap().to_owned();
+    let (status, body) = apply(
+        &d,
+        json!([
+            {"op": "edit", "path": "a.txt", "base": new, "edits": [edit(1)]},
+            {"op": "delete", "path": "b.txt", "base": oid},
+        ]),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(std::fs::read_to_string(d.root().join("a.txt"))
+        .unwrap()
+        .starts_with("X123456789abcdef\nX123456789abcdef\n0123"));
+
+    // A file over the limit is refused; a write of it whole would be too.
+    let big = "z".repeat(1100 * 1024);
+    std::fs::write(d.root().join("c.txt"), &big).unwrap();
+    let c = sh(&format!(
+        "git hash-object '{}'",
+        d.root().join("c.txt").display()
+    ));
+    let (status, body) = apply(
+        &d,
+        json!([{"op": "patch", "path": "c.txt", "base": c, "diff": "@@ -1 +1 @@\n-z\n+y\n"}]),
+    )
+    .await;
+    assert_eq!(status, 413, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("{} bytes", 1100 * 1024)),
+        "{body}"
+    );
+}
