@@ -73,6 +73,16 @@ struct Forwarding {
 
 impl Forwarding {
     fn start(d: &TestDaemon, url: &str, remote: u16, extra: &[&std::ffi::OsStr]) -> Forwarding {
+        Forwarding::start_env(d, url, remote, extra, &[])
+    }
+
+    fn start_env(
+        d: &TestDaemon,
+        url: &str,
+        remote: u16,
+        extra: &[&std::ffi::OsStr],
+        env: &[(&str, &str)],
+    ) -> Forwarding {
         let token_file = d.state.path().join("forward-token");
         std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
         let mut child = Command::new(daemon_binary())
@@ -80,6 +90,7 @@ impl Forwarding {
             .arg(&token_file)
             .args(extra)
             .arg(format!("0:{remote}"))
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -322,4 +333,55 @@ async fn forward_sends_small_messages_that_a_strict_daemon_accepts() {
     drop(writer.await.unwrap());
     echo.abort();
     assert!(back == data, "8 MB arrive intact");
+}
+
+/// Open descriptors of a process.
+fn fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_drops_a_local_client_that_never_reads() {
+    use tokio::io::AsyncReadExt;
+    // Send timeouts of 2 s, the daemon's and forward's.
+    let ping = [("WORKSPACED_WS_PING_INTERVAL", "1s")];
+    let d = TestDaemon::builder().env(ping[0].0, ping[0].1).start();
+    let (port, _server) = crate::limits::flood_server().await;
+    let fwd = Forwarding::start_env(&d, &format!("http://{}", d.addr), port, &[], &ping);
+    let pid = fwd._child.0.id();
+    let idle = fds(pid);
+
+    // A local client with a 4 KiB receive buffer that reads nothing.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let mut deaf = sock.connect(fwd.local.parse().unwrap()).await.unwrap();
+    integration_tests::until(Duration::from_secs(20), "the tunnel open", async || {
+        (fds(pid) >= idle + 2).then_some(())
+    })
+    .await;
+    // forward lets go of it, and of its tunnel, by itself.
+    integration_tests::until(
+        Duration::from_secs(20),
+        "forward to close the connection of a client that reads nothing",
+        async || (fds(pid) <= idle).then_some(()),
+    )
+    .await;
+    // What was in flight, then the end: a bounded amount.
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), deaf.read_to_end(&mut got))
+        .await
+        .expect("the end of the stream")
+        .ok();
+    assert!(got.len() < 32 << 20, "{} bytes", got.len());
+
+    // Another client is carried as before.
+    let mut other = tokio::net::TcpStream::connect(&fwd.local).await.unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    tokio::time::timeout(Duration::from_secs(20), other.read_exact(&mut buf))
+        .await
+        .expect("a MiB through forward")
+        .unwrap();
+    assert!(buf.iter().all(|&b| b == b't'));
 }

@@ -489,7 +489,7 @@ fn count_binary(mut ws: integration_tests::Ws, count: std::sync::Arc<AtomicU64>)
     }))
 }
 
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+pub struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
@@ -615,7 +615,7 @@ async fn a_sync_client_that_never_reads_is_closed_and_the_others_get_every_chang
 }
 
 /// A TCP server on loopback that sends to each client as fast as it takes.
-async fn flood_server() -> (u16, AbortOnDrop) {
+pub async fn flood_server() -> (u16, AbortOnDrop) {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
     let task = tokio::spawn(async move {
