@@ -4,8 +4,10 @@
 //! through the router, and asked to finish its current request when the
 //! daemon stops serving. At most `max_connections` are served at once: the
 //! loop accepts only with a free place, so the rest wait in the kernel's
-//! backlog.
+//! backlog. When a burst of connections has ended, their memory is given
+//! back (`memory::soon`).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +27,47 @@ use super::limits::{InFlight, Limits, Timeouts, Tracked};
 use super::AppState;
 use crate::proxy::lane;
 
+/// Connections open at once from which their end is a burst's end.
+const BURST: usize = 256;
+
+/// Connections being served, and the most at once since the last trim.
+#[derive(Default)]
+struct Open {
+    now: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+impl Open {
+    fn enter(self: &Arc<Self>) -> OpenGuard {
+        let n = self.now.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+        self.peak.fetch_max(n, Ordering::Relaxed);
+        OpenGuard(self.clone())
+    }
+}
+
+/// One connection's task; its drop may end a burst.
+struct OpenGuard(Arc<Open>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        let left = self.0.now.fetch_sub(1, Ordering::Relaxed).saturating_sub(1);
+        // Thousands of connections (slowloris, a load test) leave their
+        // tasks' and buffers' memory in the allocator: once most have gone,
+        // it is given back, once per burst.
+        let peak = self.0.peak.load(Ordering::Relaxed);
+        if peak >= BURST
+            && left <= peak / 8
+            && self
+                .0
+                .peak
+                .compare_exchange(peak, left, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            crate::memory::soon();
+        }
+    }
+}
+
 /// Serves the daemon on `listener` until `stop`, then waits for the open
 /// connections to finish their requests (upgraded ones are not waited for:
 /// their owners track them).
@@ -33,6 +76,7 @@ pub async fn serve(listener: TcpListener, app: AppState, stop: CancellationToken
     let router = TowerToHyperService::new(super::router(app.clone()));
     let places = Arc::new(Semaphore::new(app.config.max_connections));
     let timeouts = Timeouts::of(&app.config);
+    let open = Arc::new(Open::default());
     loop {
         // A place first: without one, nothing is accepted.
         let place = tokio::select! {
@@ -60,8 +104,10 @@ pub async fn serve(listener: TcpListener, app: AppState, stop: CancellationToken
         let router = router.clone();
         let app = app.clone();
         let stop = stop.clone();
+        let counted = open.enter();
         connections.spawn(
             async move {
+                let _counted = counted;
                 let (stream, read) = match lane::serve(&app, stream, peer, &stop).await {
                     lane::Outcome::Closed => return,
                     lane::Outcome::Handoff(stream, read) => (stream, read),

@@ -682,3 +682,36 @@ async fn a_proxied_websocket_client_that_never_reads_is_closed_after_the_send_ti
     assert_eq!(echo.next_json().await, serde_json::json!({"still": "here"}));
     assert_rss_bounded(&d, before, "proxied websocket");
 }
+
+#[tokio::test]
+async fn memory_comes_back_after_two_thousand_connections_close() {
+    const SLOW: usize = 2000;
+    raise_fd_limit();
+    let d = TestDaemon::start();
+    // Warm: one request of each path's kind.
+    let (status, _) = d.call(Method::GET, "/api/v1/status").await;
+    assert_eq!(status, 200);
+    let fresh = rss_mib(&d);
+    let mut slow = Vec::with_capacity(SLOW);
+    for _ in 0..SLOW {
+        let mut s = TcpStream::connect(&d.addr).await.unwrap();
+        s.write_all(HALF_HEAD).await.unwrap();
+        slow.push(s);
+    }
+    // Each holds a task and a read buffer: the daemon grows.
+    let open = until(Duration::from_secs(30), "the heads read", async || {
+        let now = rss_mib(&d);
+        (now >= fresh + 8).then_some(now)
+    })
+    .await;
+    drop(slow);
+    // Closed by their clients, they give their memory back.
+    until(
+        Duration::from_secs(20),
+        &format!("RSS back near {fresh} MiB from {open} MiB"),
+        async || (rss_mib(&d) <= fresh + (open - fresh) / 3).then_some(()),
+    )
+    .await;
+    let (status, _) = d.call(Method::GET, "/api/v1/status").await;
+    assert_eq!(status, 200);
+}
