@@ -11,6 +11,7 @@ import urllib.request
 from websockets.sync.client import connect
 
 addr, token, repo = sys.argv[1], sys.argv[2], sys.argv[3]
+before = sys.argv[4] if len(sys.argv) > 4 and sys.argv[4] else None
 auth = {"Authorization": f"Bearer {token}"}
 
 
@@ -18,17 +19,8 @@ def oid(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
-def timed(f, runs=5):
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
-def tree_bytes():
-    req = urllib.request.Request(f"http://{addr}/api/v1/tree?recursive=true", headers=auth)
+def tree_bytes(at=addr):
+    req = urllib.request.Request(f"http://{at}/api/v1/tree?recursive=true", headers=auth)
     with urllib.request.urlopen(req) as r:
         return r.read()
 
@@ -38,10 +30,22 @@ def status():
 
 
 entries = len(json.loads(tree_bytes())["entries"])
-t_tree = timed(tree_bytes)
-t_git = timed(status)
-print(f"tree: {entries} entries, GET /api/v1/tree?recursive=true {t_tree*1000:.0f} ms, "
-      f"git status --porcelain {t_git*1000:.0f} ms, ratio {t_tree/t_git:.2f}")
+# Alternating, so that the machine's load falls on every side alike.
+peers = [("git status --porcelain", status), ("tree", tree_bytes)]
+if before:
+    assert len(json.loads(tree_bytes(before))["entries"]) == entries
+    peers.append(("tree before", lambda: tree_bytes(before)))
+runs = {name: [] for name, _ in peers}
+for _ in range(7):
+    for name, f in peers:
+        t = time.perf_counter()
+        f()
+        runs[name].append(time.perf_counter() - t)
+git_ms = statistics.median(runs["git status --porcelain"]) * 1000
+print(f"tree: {entries} entries, alternating runs, median of 7")
+for name, _ in peers:
+    ms = statistics.median(runs[name]) * 1000
+    print(f"  {name}: {ms:.0f} ms, {ms / git_ms:.2f}x git status")
 
 # Write-to-event latency: one write per quiet period (the common case).
 os.makedirs(os.path.join(repo, "bench-lat"), exist_ok=True)

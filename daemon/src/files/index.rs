@@ -4,7 +4,6 @@
 //! it is hostile input: every length and offset is checked against the
 //! bytes actually there, and a corrupt index is ignored (files are hashed).
 
-use std::collections::HashMap;
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
@@ -31,9 +30,48 @@ pub struct Cached {
     pub oid: [u8; 20],
 }
 
+/// The entries of an index by path: every path in one buffer, the entries
+/// sorted by path and found by binary search, so that reading an index of
+/// 30,000 files costs two allocations, not one per path and a hash of each.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Entries {
+    paths: String,
+    /// Where each path is in `paths`, and what the index cached for it.
+    list: Vec<(usize, usize, Cached)>,
+}
+
+impl Entries {
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    fn path(&self, at: usize, len: usize) -> &str {
+        self.paths.get(at..at + len).unwrap_or_default()
+    }
+
+    pub fn get(&self, path: &str) -> Option<&Cached> {
+        // git writes entries sorted by path bytes, as `str` compares.
+        let i = self
+            .list
+            .binary_search_by(|(at, len, _)| self.path(*at, *len).cmp(path))
+            .ok()?;
+        self.list.get(i).map(|(_, _, c)| c)
+    }
+}
+
+/// The paths of an index may take at most this many times its size: v4
+/// compresses each path against the one before, so a hostile file of a few
+/// bytes per entry could otherwise claim gigabytes of paths. A real index
+/// holds about its own size in paths (each entry has 62 fixed bytes).
+const MAX_PATHS_RATIO: usize = 8;
+
 #[derive(Debug, Default)]
 pub struct Index {
-    pub entries: HashMap<Box<str>, Cached>,
+    pub entries: Entries,
     /// The index file's own mtime in ns: a file modified at or after it may
     /// have changed within the same timestamp ("racy git"), so it is hashed.
     pub written_ns: i128,
@@ -54,6 +92,8 @@ pub enum ParseError {
     Prefix(u32),
     #[error("its checksum does not match its content")]
     Checksum,
+    #[error("its paths take more than {MAX_PATHS_RATIO} times its {0} bytes")]
+    Paths(usize),
 }
 
 fn be32(b: &[u8], at: usize) -> Option<u32> {
@@ -71,7 +111,7 @@ fn nul_terminated(b: &[u8], at: usize) -> Option<(&[u8], usize)> {
 /// Parses the bytes of an index: the stage-0 entries with UTF-8 paths, by
 /// path. Pure, so it can be fuzzed; nothing it allocates is sized by a
 /// number read from the bytes beyond what the bytes can hold.
-pub fn parse(b: &[u8]) -> Result<HashMap<Box<str>, Cached>, ParseError> {
+pub fn parse(b: &[u8]) -> Result<Entries, ParseError> {
     if b.get(0..4) != Some(b"DIRC".as_slice()) {
         return Err(ParseError::Signature);
     }
@@ -101,7 +141,9 @@ pub fn parse(b: &[u8]) -> Result<HashMap<Box<str>, Cached>, ParseError> {
     if trailer.iter().any(|c| *c != 0) && Sha1::digest(body)[..] != *trailer {
         return Err(ParseError::Checksum);
     }
-    let mut entries = HashMap::with_capacity(count as usize);
+    let mut list = Vec::with_capacity(count as usize);
+    let mut paths = String::new();
+    let max_paths = b.len().saturating_mul(MAX_PATHS_RATIO);
     let mut at = HEADER;
     let mut prev: Vec<u8> = Vec::new();
     for n in 0..count {
@@ -163,9 +205,26 @@ pub fn parse(b: &[u8]) -> Result<HashMap<Box<str>, Cached>, ParseError> {
         }
         if stage == 0 {
             if let Ok(s) = std::str::from_utf8(&prev) {
-                entries.insert(Box::from(s), cached);
+                if paths.len().saturating_add(s.len()) > max_paths {
+                    return Err(ParseError::Paths(b.len()));
+                }
+                list.push((paths.len(), s.len(), cached));
+                paths.push_str(s);
             }
         }
+    }
+    // Sorted by git; a file that is not is sorted here rather than trusted.
+    let mut entries = Entries { paths, list };
+    let sorted = entries
+        .list
+        .windows(2)
+        .all(|w| entries.path(w[0].0, w[0].1) <= entries.path(w[1].0, w[1].1));
+    if !sorted {
+        let Entries { paths, list } = &mut entries;
+        list.sort_by(|a, b| {
+            let key = |e: &(usize, usize, Cached)| paths.get(e.0..e.0 + e.1).unwrap_or_default();
+            key(a).cmp(key(b))
+        });
     }
     Ok(entries)
 }
@@ -280,10 +339,34 @@ mod tests {
         for v in [2, 4] {
             let e = parse(&index(v, &["a/b.txt", "a/bc.txt", "z"])).unwrap();
             assert_eq!(e.len(), 3, "version {v}");
-            assert_eq!(e["a/bc.txt"].oid, [1u8; 20]);
-            assert_eq!(e["z"].size, 2);
-            assert_eq!(e["a/b.txt"].mtime_s, 1000);
+            assert_eq!(e.get("a/bc.txt").unwrap().oid, [1u8; 20]);
+            assert_eq!(e.get("z").unwrap().size, 2);
+            assert_eq!(e.get("a/b.txt").unwrap().mtime_s, 1000);
+            assert_eq!(e.get("a"), None);
         }
+    }
+
+    #[test]
+    fn an_unsorted_index_is_found_by_path_all_the_same() {
+        let e = parse(&index(2, &["z", "a/b.txt", "m"])).unwrap();
+        assert_eq!(e.get("z").unwrap().size, 0);
+        assert_eq!(e.get("a/b.txt").unwrap().size, 1);
+        assert_eq!(e.get("m").unwrap().size, 2);
+    }
+
+    #[test]
+    fn paths_that_grow_past_the_files_size_are_refused() {
+        // Version 4 keeps each path's prefix from the one before: a long
+        // first path then entries that each keep it all and add one byte
+        // make gigabytes of paths from a small file.
+        let long = "p".repeat(4000);
+        let paths: Vec<String> = (0..300).map(|i| format!("{long}{i:04}")).collect();
+        let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
+        let b = index(4, &refs);
+        assert!(paths.iter().map(String::len).sum::<usize>() > b.len() * MAX_PATHS_RATIO);
+        assert_eq!(parse(&b), Err(ParseError::Paths(b.len())));
+        // The same paths as version 2 hold themselves: read.
+        assert_eq!(parse(&index(2, &refs)).unwrap().len(), 300);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! relative to their parent's handle, never following a symlink, and
 //! walked by a few threads at once (a directory is one unit of work).
 
-use std::ffi::{CStr, CString, OsStr};
+use std::ffi::{CStr, OsStr};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::{Condvar, Mutex, RwLock};
 
@@ -48,6 +48,18 @@ fn open_sub(dir: &Dir, name: &CStr) -> Result<Dir, nix::Error> {
         OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
+}
+
+/// A blob id in hex: one allocation of its final size (a listing makes
+/// tens of thousands).
+fn hex40(oid: &[u8; 20]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(40);
+    for b in oid {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    s
 }
 
 /// Threads of one recursive listing: the walk is bound by `fstatat` and
@@ -226,14 +238,20 @@ impl Walk<'_> {
             }
         }
         let rules = self.rules.read().unwrap_or_else(|p| p.into_inner());
-        let names: Vec<CString> = dir
-            .iter()
-            .filter_map(Result::ok)
-            .map(|e| e.file_name().to_owned())
-            .filter(|n| n.as_bytes() != b"." && n.as_bytes() != b"..")
-            .collect();
+        // The names, NUL-terminated, in one buffer: one allocation per
+        // directory rather than one per entry.
+        let mut names: Vec<u8> = Vec::new();
+        for e in dir.iter().filter_map(Result::ok) {
+            let n = e.file_name().to_bytes_with_nul();
+            if n != b".\0" && n != b"..\0" {
+                names.extend_from_slice(n);
+            }
+        }
         let mut rel = String::with_capacity(rel_dir.len() + 64);
-        for cname in names {
+        for cname in names
+            .split_inclusive(|b| *b == 0)
+            .filter_map(|n| CStr::from_bytes_with_nul(n).ok())
+        {
             let Ok(name) = cname.to_str() else {
                 tracing::debug!(dir = %rel_dir, "skipping a name that is not UTF-8");
                 continue;
@@ -247,7 +265,7 @@ impl Walk<'_> {
                 rel.push('/');
             }
             rel.push_str(name);
-            let meta = match fstatat(&dir, cname.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+            let meta = match fstatat(&dir, cname, AtFlags::AT_SYMLINK_NOFOLLOW) {
                 Ok(st) => meta_of(&st),
                 Err(nix::errno::Errno::ENOENT) => continue,
                 Err(e) => return Err(e.into()),
@@ -264,7 +282,7 @@ impl Walk<'_> {
             match meta.kind {
                 Kind::Dir => {
                     if opts.recursive {
-                        match open_sub(&dir, cname.as_c_str()) {
+                        match open_sub(&dir, cname) {
                             Ok(sub) => subdirs.push(Job {
                                 dir: sub,
                                 rel: rel.clone(),
@@ -283,7 +301,7 @@ impl Walk<'_> {
                     });
                 }
                 Kind::Symlink => {
-                    let Ok(target) = readlinkat(&dir, OsStr::from_bytes(cname.as_bytes())) else {
+                    let Ok(target) = readlinkat(&dir, OsStr::from_bytes(cname.to_bytes())) else {
                         continue;
                     };
                     let bytes = target.as_bytes();
@@ -297,7 +315,7 @@ impl Walk<'_> {
                 }
                 Kind::File => {
                     let (oid, size) = match self.index.oid_if_fresh(&rel, &meta) {
-                        Some(oid) => (hex::encode(oid), meta.size),
+                        Some(oid) => (hex40(oid), meta.size),
                         // Hashed in pieces: a listing holds no file whole.
                         None => match disk::version_at(&dir, name) {
                             Ok(Some((meta, oid, _))) => (oid, meta.size),
@@ -319,5 +337,19 @@ impl Walk<'_> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex40_is_lowercase_hex() {
+        let mut oid = [0u8; 20];
+        for (i, b) in oid.iter_mut().enumerate() {
+            *b = (i as u8).wrapping_mul(37);
+        }
+        assert_eq!(hex40(&oid), hex::encode(oid));
     }
 }

@@ -579,8 +579,23 @@ struct WireEntry<'a> {
 
 #[derive(serde::Serialize)]
 struct WireTree<'a> {
-    entries: Vec<WireEntry<'a>>,
+    entries: WireEntries<'a>,
     head: Option<&'a str>,
+}
+
+/// The entries of a listing, serialised one by one as they are read.
+struct WireEntries<'a>(&'a [Entry]);
+
+impl serde::Serialize for WireEntries<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|e| WireEntry {
+            path: &e.path,
+            kind: e.kind.as_str(),
+            oid: e.oid.as_deref(),
+            size: e.size,
+            mode: e.mode,
+        }))
+    }
 }
 
 pub(super) fn entry_json(e: &Entry) -> Value {
@@ -613,20 +628,15 @@ pub async fn tree(
         // Freed once the answer is sent: trimmed after that.
         crate::memory::soon();
     }
-    // Serialised straight from the entries: a big tree is tens of thousands.
+    // Serialised straight from the entries into one buffer sized for them
+    // (a big tree is tens of thousands, each about this many bytes), so it
+    // is not copied as it grows.
     let wire = WireTree {
-        entries: listing
-            .entries
-            .iter()
-            .map(|e| WireEntry {
-                path: &e.path,
-                kind: e.kind.as_str(),
-                oid: e.oid.as_deref(),
-                size: e.size,
-                mode: e.mode,
-            })
-            .collect(),
+        entries: WireEntries(&listing.entries),
         head: listing.head.as_deref(),
     };
-    Ok(Json(wire).into_response())
+    let mut body = Vec::with_capacity(listing.entries.len().saturating_mul(200).saturating_add(64));
+    serde_json::to_writer(&mut body, &wire)
+        .map_err(|e| ApiError::internal(format!("tree answer: {e}")))?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }

@@ -1,19 +1,23 @@
 //! The watcher actor: a dedicated thread that owns the inotify watches (one
 //! per directory, so the daemon knows what it watches and what it must
 //! rescan), coalesces notifications, and turns them into events by looking
-//! at the disk through `confine`. The `notify` callback only forwards.
+//! at the disk through `confine`. A second thread only reads the inotify
+//! descriptor and forwards what it read.
 
-use std::collections::{BTreeSet, HashSet};
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::ops::Bound;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Instant;
 
+use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask, Watches};
 use nix::dir::Dir;
 use nix::fcntl::OFlag;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::stat::Mode;
-use notify::{RecursiveMode, Watcher};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -29,17 +33,57 @@ use crate::files::disk::{self, Meta};
 use crate::files::ignore_rules::{is_git_internal, Rules};
 use crate::files::{Entry, Kind};
 
+/// What the watcher asks inotify for: changes, and nothing else. Opens,
+/// reads and closes without a write (the tree walk's own, a build's, an
+/// editor's) would each wake two threads for nothing; a symlink is never
+/// followed and only a directory is watched.
+const MASK: WatchMask = WatchMask::ATTRIB
+    .union(WatchMask::CREATE)
+    .union(WatchMask::DELETE)
+    .union(WatchMask::CLOSE_WRITE)
+    .union(WatchMask::MODIFY)
+    .union(WatchMask::MOVED_FROM)
+    .union(WatchMask::MOVED_TO)
+    .union(WatchMask::DELETE_SELF)
+    .union(WatchMask::MOVE_SELF)
+    .union(WatchMask::DONT_FOLLOW)
+    .union(WatchMask::ONLYDIR);
+
+/// One notification as read: the watch, what happened, and the name in the
+/// watched directory (`None`: the directory itself).
+struct Raw {
+    wd: i32,
+    mask: EventMask,
+    name: Option<Box<str>>,
+}
+
 enum Msg {
-    Fs(notify::Result<notify::Event>),
+    Fs(Vec<Raw>),
+    /// The kernel dropped notifications (`IN_Q_OVERFLOW`): rescan.
+    Overflow,
+    /// Reading the inotify descriptor failed for good: no more notifications.
+    Lost(std::io::Error),
     Stop,
 }
+
+/// Branch directories below `refs/heads` watched at most: a ref name's
+/// slashes make directories, and this bounds what a hostile `.git` costs.
+const MAX_GIT_WATCHES: usize = 1024;
 
 struct Actor {
     shared: Arc<Shared>,
     root: PathBuf,
-    watcher: notify::RecommendedWatcher,
+    watches: Watches,
+    /// Closed when the actor ends, which ends the reader thread.
+    stop: Option<OwnedFd>,
+    reader: Option<std::thread::JoinHandle<()>>,
     watch_limit: usize,
-    watched: HashSet<String>,
+    /// Watched directories by path, and the same paths by watch: a path is
+    /// stored once, shared by both maps.
+    watched: BTreeMap<Arc<str>, WatchDescriptor>,
+    dirs: HashMap<i32, Arc<str>>,
+    /// The watches on `.git/` and the directories of `refs/heads`.
+    git_watches: HashMap<i32, PathBuf>,
     /// Directories without a watch (limit reached): rescanned periodically.
     unwatched: BTreeSet<String>,
     rules: Rules,
@@ -82,24 +126,33 @@ pub(super) fn start(
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let (tx, rx) = mpsc::channel::<Msg>();
-    // Unbounded on purpose: the callback runs on notify's own thread, which
-    // must never block, or the actor (adding a watch) and it would deadlock.
+    let inotify = Inotify::init()?;
+    let watches = inotify.watches();
+    let (stop_rx, stop_tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    // Unbounded on purpose: the reader must drain the kernel's queue while
+    // the actor is busy looking at a burst, or the queue overflows and the
+    // whole tree is rescanned.
     let fs_tx = tx.clone();
-    let watcher = notify::RecommendedWatcher::new(
-        move |res| {
-            let _ = fs_tx.send(Msg::Fs(res));
-        },
-        notify::Config::default().with_follow_symlinks(false),
-    )?;
+    let read_span = tracing::info_span!("inotify");
+    let reader = std::thread::Builder::new()
+        .name("inotify".into())
+        .spawn(move || {
+            let _enter = read_span.enter();
+            read_loop(inotify, stop_rx, fs_tx)
+        })?;
     let git_dir = git::git_dir(&root);
     let head = git_dir.as_deref().map(git::read_head).unwrap_or_default();
     let mut actor = Actor {
         rules: Rules::new(&root),
         shared,
         root,
-        watcher,
+        watches,
+        stop: Some(stop_tx),
+        reader: Some(reader),
         watch_limit: settings.watch_limit,
-        watched: HashSet::new(),
+        watched: BTreeMap::new(),
+        dirs: HashMap::new(),
+        git_watches: HashMap::new(),
         unwatched: BTreeSet::new(),
         coalescer: Coalescer::new(COALESCE),
         git_dir,
@@ -136,29 +189,32 @@ impl Actor {
         }
     }
 
-    fn rel(&self, abs: &Path) -> Option<String> {
-        let r = abs.strip_prefix(&self.root).ok()?;
-        Some(r.to_str()?.to_owned())
-    }
-
     /// Watches one directory, or puts it on the rescan list.
     fn watch(&mut self, rel: &str) {
-        if self.watched.contains(rel) {
+        if self.watched.contains_key(rel) {
             return;
         }
         let allowed = self.watch_limit == 0 || self.watched.len() < self.watch_limit;
         let res = if allowed {
-            self.watcher
-                .watch(&self.abs(rel), RecursiveMode::NonRecursive)
+            self.watches.add(self.abs(rel), MASK)
         } else {
-            Err(notify::Error::new(notify::ErrorKind::MaxFilesWatch))
+            Err(std::io::Error::from_raw_os_error(libc::ENOSPC))
         };
         match res {
-            Ok(()) => {
-                self.watched.insert(rel.to_owned());
+            Ok(wd) => {
+                let path: Arc<str> = rel.into();
+                // The same directory under another name (moved, and its old
+                // name not yet looked at): the watch is this name's now.
+                if let Some(old) = self.dirs.insert(wd.get_watch_descriptor_id(), path.clone()) {
+                    if *old != *rel {
+                        self.watched.remove(&old);
+                    }
+                }
+                self.watched.insert(path, wd);
                 self.unwatched.remove(rel);
             }
-            Err(e) if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) => {
+            // ENOSPC is inotify's "no more watches" (max_user_watches).
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
                 if !self.shared.degraded.swap(true, Ordering::Relaxed) {
                     tracing::warn!(
                         watches = self.watched.len(),
@@ -173,18 +229,46 @@ impl Actor {
 
     fn unwatch_subtree(&mut self, rel: &str) {
         let prefix = format!("{rel}/");
-        let gone: Vec<String> = self
+        let below = (Bound::Included(prefix.as_str()), Bound::Unbounded);
+        let gone: Vec<Arc<str>> = self
             .watched
-            .iter()
-            .filter(|w| *w == rel || w.starts_with(&prefix))
+            .get_key_value(rel)
+            .map(|(p, _)| p)
+            .into_iter()
+            .chain(
+                self.watched
+                    .range::<str, _>(below)
+                    .map(|(p, _)| p)
+                    .take_while(|p| p.starts_with(&prefix)),
+            )
             .cloned()
             .collect();
         for w in gone {
-            let _ = self.watcher.unwatch(&self.abs(&w));
-            self.watched.remove(&w);
+            let Some(wd) = self.watched.remove(&w) else {
+                continue;
+            };
+            let id = wd.get_watch_descriptor_id();
+            if self.dirs.get(&id).is_some_and(|p| *p == w) {
+                self.dirs.remove(&id);
+                let _ = self.watches.remove(wd);
+            }
         }
         self.unwatched
             .retain(|w| !(w == rel || w.starts_with(&prefix)));
+    }
+
+    /// A watch the kernel removed (its directory is gone, or we removed it).
+    fn forget_watch(&mut self, id: i32) {
+        self.git_watches.remove(&id);
+        if let Some(path) = self.dirs.remove(&id) {
+            if self
+                .watched
+                .get(&path)
+                .is_some_and(|wd| wd.get_watch_descriptor_id() == id)
+            {
+                self.watched.remove(&path);
+            }
+        }
     }
 
     /// The names in a directory, opened through `confine`.
@@ -244,15 +328,44 @@ impl Actor {
         self.watch_git();
     }
 
-    /// HEAD and the branches: `.git/` itself and `refs/heads/` below it.
+    /// HEAD and the branches: `.git/` itself (HEAD, `packed-refs`) and every
+    /// directory of `refs/heads/` (a branch `a/b` is a file in a directory).
     fn watch_git(&mut self) {
         let Some(git_dir) = self.git_dir.clone() else {
             return;
         };
-        for dir in [git_dir.clone(), git_dir.join("refs/heads")] {
-            if let Err(e) = self.watcher.watch(&dir, RecursiveMode::Recursive) {
-                tracing::debug!(dir = %dir.display(), error = %e, "cannot watch the git dir");
+        self.watch_git_dir(git_dir.clone());
+        self.watch_git_tree(git_dir.join("refs/heads"));
+    }
+
+    fn watch_git_dir(&mut self, dir: PathBuf) {
+        if self.git_watches.len() >= MAX_GIT_WATCHES {
+            return;
+        }
+        match self.watches.add(&dir, MASK) {
+            Ok(wd) => {
+                self.git_watches.insert(wd.get_watch_descriptor_id(), dir);
             }
+            Err(e) => tracing::debug!(dir = %dir.display(), error = %e, "cannot watch the git dir"),
+        }
+    }
+
+    /// Watches `top` and the directories below it (a loop, bounded by
+    /// `MAX_GIT_WATCHES`).
+    fn watch_git_tree(&mut self, top: PathBuf) {
+        let mut stack = vec![top];
+        while let Some(dir) = stack.pop() {
+            if self.git_watches.len() >= MAX_GIT_WATCHES {
+                return;
+            }
+            if let Ok(rd) = std::fs::read_dir(&dir) {
+                stack.extend(
+                    rd.filter_map(Result::ok)
+                        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                        .map(|e| e.path()),
+                );
+            }
+            self.watch_git_dir(dir);
         }
     }
 
@@ -287,7 +400,12 @@ impl Actor {
                 for m in batch {
                     match m {
                         Msg::Stop => return,
-                        Msg::Fs(res) => due |= self.on_fs(res),
+                        Msg::Fs(raw) => due |= self.on_fs(raw),
+                        Msg::Overflow => {
+                            tracing::warn!("the kernel dropped notifications; rescanning");
+                            self.full_rescan = true;
+                        }
+                        Msg::Lost(e) => self.lost(&e),
                     }
                 }
             }
@@ -381,40 +499,54 @@ impl Actor {
         }
     }
 
-    /// Notes the paths of a notification; returns whether to flush now.
-    fn on_fs(&mut self, res: notify::Result<notify::Event>) -> bool {
-        let ev = match res {
-            Ok(ev) => ev,
-            Err(e) => {
-                tracing::warn!(error = %e, "watch error; rescanning");
-                self.full_rescan = true;
-                return false;
-            }
-        };
-        // Reads (ours included) are not changes.
-        if matches!(ev.kind, notify::EventKind::Access(_)) {
-            return false;
-        }
-        if ev.need_rescan() {
-            tracing::warn!("the kernel dropped notifications; rescanning");
-            self.full_rescan = true;
-        }
+    /// Notes the paths of notifications; returns whether to flush now.
+    fn on_fs(&mut self, batch: Vec<Raw>) -> bool {
         let mut due = false;
-        for p in &ev.paths {
-            if let Some(g) = &self.git_dir {
-                if p.starts_with(g) {
-                    self.git_dirty = true;
-                    due |= self.coalescer.note(String::new(), Instant::now());
-                    continue;
-                }
+        let now = Instant::now();
+        for raw in batch {
+            if raw.mask.contains(EventMask::IGNORED) {
+                self.forget_watch(raw.wd);
+                continue;
             }
-            let Some(rel) = self.rel(p) else { continue };
+            if let Some(dir) = self.git_watches.get(&raw.wd) {
+                if raw.mask.contains(EventMask::CREATE | EventMask::ISDIR) {
+                    if let Some(name) = &raw.name {
+                        let sub = dir.join(&**name);
+                        if self
+                            .git_dir
+                            .as_ref()
+                            .is_some_and(|g| sub.starts_with(g.join("refs/heads")))
+                        {
+                            self.watch_git_tree(sub);
+                        }
+                    }
+                }
+                self.git_dirty = true;
+                due |= self.coalescer.note(String::new(), now);
+                continue;
+            }
+            let Some(dir) = self.dirs.get(&raw.wd) else {
+                continue;
+            };
+            let rel = match &raw.name {
+                Some(name) => join(dir, name),
+                None => dir.to_string(),
+            };
             if rel.is_empty() || is_git_internal(&rel) {
                 continue;
             }
-            due |= self.coalescer.note(rel, Instant::now());
+            due |= self.coalescer.note(rel, now);
         }
         due
+    }
+
+    /// The reader stopped: every directory is rescanned from now on.
+    fn lost(&mut self, e: &std::io::Error) {
+        tracing::error!(error = %e, "reading inotify failed; the tree is watched by rescans");
+        self.shared.degraded.store(true, Ordering::Relaxed);
+        let all: Vec<Arc<str>> = self.watched.keys().cloned().collect();
+        self.unwatched.extend(all.iter().map(|p| p.to_string()));
+        self.full_rescan = true;
     }
 
     /// Compares the children of unwatched directories with what is known.
@@ -580,7 +712,7 @@ impl Actor {
                 );
                 self.shared.emit(st, EventKind::Changed(entry), None);
             }
-            if !self.watched.contains(rel) && !self.unwatched.contains(rel) {
+            if !self.watched.contains_key(rel) && !self.unwatched.contains(rel) {
                 // New to the watcher (created, moved in, or made by an
                 // apply): watch it, then look at what is already inside.
                 self.rules.load_dir(rel);
@@ -610,6 +742,81 @@ impl Actor {
         st.known.insert(rel.to_owned(), known);
         if !same {
             self.shared.emit(st, EventKind::Changed(entry), None);
+        }
+    }
+}
+
+impl Drop for Actor {
+    fn drop(&mut self) {
+        // The reader sees the hang-up of the stop pipe and returns.
+        self.stop.take();
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+    }
+}
+
+/// The reader thread: waits for the inotify descriptor (or the hang-up of
+/// the stop pipe), reads what is there and forwards it, nothing more.
+fn read_loop(mut inotify: Inotify, stop: OwnedFd, tx: mpsc::Sender<Msg>) {
+    // Room for hundreds of events per read; a read never splits an event.
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let mut fds = [
+            PollFd::new(inotify.as_fd(), PollFlags::POLLIN),
+            PollFd::new(stop.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => {
+                let _ = tx.send(Msg::Lost(e.into()));
+                return;
+            }
+        }
+        if fds[1].revents().is_some_and(|r| !r.is_empty()) {
+            return;
+        }
+        let events = match inotify.read_events(&mut buf) {
+            Ok(events) => events,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue
+            }
+            Err(e) => {
+                let _ = tx.send(Msg::Lost(e));
+                return;
+            }
+        };
+        let mut batch = Vec::new();
+        let mut overflow = false;
+        for ev in events {
+            if ev.mask.contains(EventMask::Q_OVERFLOW) {
+                overflow = true;
+                continue;
+            }
+            let name = match ev.name {
+                // A name that is not UTF-8 has no path in the API.
+                Some(n) => match n.to_str() {
+                    Some(n) => Some(n.into()),
+                    None => continue,
+                },
+                None => None,
+            };
+            batch.push(Raw {
+                wd: ev.wd.get_watch_descriptor_id(),
+                mask: ev.mask,
+                name,
+            });
+        }
+        if overflow && tx.send(Msg::Overflow).is_err() {
+            return;
+        }
+        if !batch.is_empty() && tx.send(Msg::Fs(batch)).is_err() {
+            return;
         }
     }
 }
