@@ -552,6 +552,15 @@ mod tests {
         // Across feeds cut anywhere, even inside a line.
         let (a, b) = out.split_at(12_345);
         assert!(same_screen(24, 80, &[a, b]) > 0);
+        // The benchmark's output (`base64`: 76 columns and CR LF), fed in
+        // the terminal's batches of 256 KiB: about 1% is parsed.
+        let line = format!("{}\r\n", "A".repeat(76));
+        let b64 = line.repeat((4 << 20) / line.len());
+        let mut e = Emulator::new(24, 80);
+        for batch in b64.as_bytes().chunks(256 * 1024) {
+            e.feed(batch);
+        }
+        assert!(e.skipped() > b64.len() as u64 * 98 / 100, "{}", e.skipped());
         // UTF-8, wide characters and combining marks after the first column.
         let wide = flood(500, "x 日本語 e\u{301} ünïcödé");
         assert!(same_screen(24, 80, &[&wide]) > 0);
