@@ -6,6 +6,7 @@
 //! and a client that stops reading is skipped ahead instead of waited for.
 
 pub mod attach;
+pub mod emulator;
 mod process;
 pub mod ring;
 
@@ -159,57 +160,12 @@ impl Output {
     }
 }
 
-/// The window title and icon name (OSC 0, 1 and 2), which `vt100` reports
-/// only through callbacks, kept for the screen replay.
-#[derive(Debug, Default)]
-struct Titles {
-    title: Vec<u8>,
-    icon: Vec<u8>,
-}
-
-/// A title longer than this is cut: it is replayed to every client.
-const MAX_TITLE: usize = 4096;
-
-fn keep_title(to: &mut Vec<u8>, s: &[u8]) {
-    to.clear();
-    // BEL and ESC would end the OSC early when replayed.
-    to.extend(
-        s.iter()
-            .copied()
-            .filter(|&b| b != 0x07 && b != 0x1b)
-            .take(MAX_TITLE),
-    );
-}
-
-impl vt100::Callbacks for Titles {
-    fn set_window_icon_name(&mut self, _: &mut vt100::Screen, name: &[u8]) {
-        keep_title(&mut self.icon, name);
-    }
-
-    fn set_window_title(&mut self, _: &mut vt100::Screen, title: &[u8]) {
-        keep_title(&mut self.title, title);
-    }
-
-    fn unhandled_osc(&mut self, _: &mut vt100::Screen, params: &[&[u8]]) {
-        // A title with `;` in it arrives split at each `;`.
-        if let [which @ (b"0" | b"1" | b"2"), rest @ ..] = params {
-            let joined = rest.join(&b';');
-            if which != b"1" {
-                keep_title(&mut self.title, &joined);
-            }
-            if which != b"2" {
-                keep_title(&mut self.icon, &joined);
-            }
-        }
-    }
-}
-
 /// The headless terminal, fed lazily: with output about to leave the ring,
 /// and up to the end whenever someone needs the screen or resizes.
 /// Lock order: emulator, then output.
 struct Emulator {
-    parser: vt100::Parser<Titles>,
-    /// Output offset up to which `parser` has been fed.
+    vt: emulator::Emulator,
+    /// Output offset up to which `vt` has been fed.
     parsed: u64,
 }
 
@@ -307,7 +263,7 @@ impl Terminal {
             return Ok(());
         }
         self.feed_rest(&mut emu, &out);
-        emu.parser.screen_mut().set_size(rows, cols);
+        emu.vt.set_size(rows, cols);
         out.cols = cols;
         out.rows = rows;
         self.pty.resize(cols, rows)
@@ -332,7 +288,7 @@ impl Terminal {
             if n == 0 {
                 return;
             }
-            emu.parser.process(&buf);
+            emu.vt.feed(&buf);
             emu.parsed += n as u64;
             self.parsed.store(emu.parsed, Ordering::Release);
         }
@@ -343,7 +299,7 @@ impl Terminal {
     fn feed_rest(&self, emu: &mut Emulator, out: &Output) {
         let mut buf = Vec::new();
         if let Some(n) = out.ring.read(emu.parsed, usize::MAX, &mut buf) {
-            emu.parser.process(&buf);
+            emu.vt.feed(&buf);
             emu.parsed += n as u64;
             self.parsed.store(emu.parsed, Ordering::Release);
         }
@@ -430,7 +386,7 @@ impl Terminal {
         self.feed_rest(&mut emu, &out);
         let end = out.end();
         let key = out.add_client(end, queue);
-        (key, screen_bytes(&emu.parser), end, out.echo)
+        (key, emu.vt.screen_bytes(), end, out.echo)
     }
 
     /// Takes the client's next output into `buf` (up to `max` bytes): the
@@ -508,37 +464,6 @@ impl Terminal {
     pub fn is_exited(&self) -> bool {
         self.output.lock().unwrap().exited.is_some()
     }
-}
-
-/// Bytes that reproduce a screen on a fresh terminal: the alternate
-/// screen, colours, cursor, modes and title included.
-fn screen_bytes(parser: &vt100::Parser<Titles>) -> Vec<u8> {
-    let screen = parser.screen();
-    let titles = parser.callbacks();
-    let mut out = Vec::with_capacity(4096);
-    out.extend_from_slice(b"\x1b[0m\x1b[?1049l\x1b[H\x1b[2J");
-    if titles.title == titles.icon {
-        if !titles.title.is_empty() {
-            osc(&mut out, b"0", &titles.title);
-        }
-    } else {
-        osc(&mut out, b"1", &titles.icon);
-        osc(&mut out, b"2", &titles.title);
-    }
-    if screen.alternate_screen() {
-        out.extend_from_slice(b"\x1b[?1049h\x1b[H\x1b[2J");
-    }
-    out.extend_from_slice(&screen.state_formatted());
-    out.extend_from_slice(&screen.cursor_state_formatted());
-    out
-}
-
-fn osc(out: &mut Vec<u8>, which: &[u8], text: &[u8]) {
-    out.extend_from_slice(b"\x1b]");
-    out.extend_from_slice(which);
-    out.push(b';');
-    out.extend_from_slice(text);
-    out.push(0x07);
 }
 
 /// What a client asks for at create.
@@ -709,12 +634,7 @@ impl Terminals {
                 self.settings.scrollback_bytes,
             )),
             emulator: Mutex::new(Emulator {
-                parser: vt100::Parser::new_with_callbacks(
-                    spec.rows,
-                    spec.cols,
-                    0,
-                    Titles::default(),
-                ),
+                vt: emulator::Emulator::new(spec.rows, spec.cols),
                 parsed: 0,
             }),
             parsed: Default::default(),
@@ -819,29 +739,5 @@ mod tests {
         ] {
             assert_eq!(size_of(&bad), None, "{bad}");
         }
-    }
-
-    fn replay_of(output: &[u8]) -> Vec<u8> {
-        let mut p = vt100::Parser::new_with_callbacks(24, 80, 0, Titles::default());
-        p.process(output);
-        screen_bytes(&p)
-    }
-
-    #[test]
-    fn the_replay_sets_the_title_and_icon_name_last_given() {
-        let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
-        let r = replay_of(b"\x1b]0;one\x07text\x1b]0;two\x1b\\");
-        assert!(find(&r, b"\x1b]0;two\x07"));
-        assert!(!find(&r, b"one"));
-        let r = replay_of(b"\x1b]2;a;b\x07\x1b]1;icon\x07");
-        assert!(find(&r, b"\x1b]2;a;b\x07"));
-        assert!(find(&r, b"\x1b]1;icon\x07"));
-        // Nothing set: no OSC at all.
-        assert!(!find(&replay_of(b"plain"), b"\x1b]"));
-        // A hostile title cannot end the OSC early or grow without bound.
-        let mut long = b"\x1b]2;".to_vec();
-        long.extend(std::iter::repeat_n(b'x', 100_000));
-        long.push(0x07);
-        assert!(replay_of(&long).len() < 10_000);
     }
 }

@@ -234,6 +234,15 @@ async fn an_offset_older_than_the_scrollback_gets_the_screen() {
     p.process(&screen);
     let contents = p.screen().contents();
     assert!(contents.contains("line 2000\nREADY"), "{contents}");
+    // Exactly the screen of a terminal that was shown every byte, though
+    // the daemon's emulator skipped most of the flood.
+    let all: String = (1..=2000).map(|i| format!("line {i}\r\n")).collect();
+    let every = screen_of(format!("{all}READY\r\n").as_bytes(), 24, 80);
+    assert_eq!(contents, every.screen().contents());
+    assert_eq!(
+        p.screen().cursor_position(),
+        every.screen().cursor_position()
+    );
 }
 
 /// Feeds everything a client sees into a headless terminal.
