@@ -5,7 +5,8 @@
 # and MB/s, beside `sha1sum` of the same file (the peer: one read and one
 # hash, what a GET costs at least).
 #
-#   bash bench/memory.sh     (WORKSPACED_BIN=path skips the build)
+#   bash bench/memory.sh     (WORKSPACED_BIN=path skips the build;
+#                             NO_TRANSFERS=1 stops after the first table)
 #
 # Prints Markdown tables for docs/benchmarks.md ("Memory under heavy clients").
 set -euo pipefail
@@ -99,6 +100,7 @@ done
 echo
 
 # GET and PUT of 1 GiB, on a fresh daemon (its peak is theirs).
+[ -n "${NO_TRANSFERS:-}" ] && exit 0
 start
 size=$((1 << 30))
 head -c $size /dev/urandom >"$ws/big.bin"

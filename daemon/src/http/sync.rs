@@ -30,8 +30,8 @@ pub struct SyncQuery {
 
 pub(super) fn event_json(ev: &Event) -> Value {
     let mut v = match &ev.kind {
-        EventKind::Changed(e) => {
-            let mut v = entry_json(e);
+        EventKind::Changed(c) => {
+            let mut v = entry_json(&c.entry());
             v["type"] = json!("changed");
             v
         }

@@ -55,7 +55,13 @@ impl Coalescer {
     pub fn take(&mut self, now: Instant) -> Vec<String> {
         self.last_flush = Some(now);
         self.deadline = None;
-        self.seen.clear();
+        // After a burst (a checkout: tens of thousands of paths) the set's
+        // table goes, not only its entries.
+        if self.seen.capacity() > 1024 {
+            self.seen = HashSet::new();
+        } else {
+            self.seen.clear();
+        }
         std::mem::take(&mut self.pending)
     }
 }

@@ -13,7 +13,7 @@ use crate::files::{Entry, Kind};
 /// What happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventKind {
-    Changed(Entry),
+    Changed(Changed),
     Deleted {
         path: String,
         kind: Kind,
@@ -22,6 +22,44 @@ pub enum EventKind {
         head: Option<String>,
         branch: Option<String>,
     },
+}
+
+/// A changed path as the log keeps it: the log holds every event of the
+/// last 5 minutes (30,000 after a checkout), so the blob id is binary and
+/// the path a box, not two growable strings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Changed {
+    pub path: Box<str>,
+    pub kind: Kind,
+    /// The blob id; `None` for directories.
+    pub oid: Option<[u8; 20]>,
+    pub size: u64,
+    pub mode: &'static str,
+}
+
+impl From<Entry> for Changed {
+    fn from(e: Entry) -> Changed {
+        Changed {
+            oid: super::oid_bin(e.oid.as_deref()),
+            path: e.path.into(),
+            kind: e.kind,
+            size: e.size,
+            mode: e.mode,
+        }
+    }
+}
+
+impl Changed {
+    /// The entry as the API shows it.
+    pub fn entry(&self) -> Entry {
+        Entry {
+            path: self.path.to_string(),
+            kind: self.kind,
+            oid: self.oid.map(hex::encode),
+            size: self.size,
+            mode: self.mode,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -39,7 +77,7 @@ impl Event {
     pub fn weight(&self) -> usize {
         let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
         let strings = match &self.kind {
-            EventKind::Changed(e) => e.path.len().saturating_add(text(&e.oid)),
+            EventKind::Changed(c) => c.path.len(),
             EventKind::Deleted { path, .. } => path.len(),
             EventKind::Git { head, branch } => text(head).saturating_add(text(branch)),
         };
@@ -189,13 +227,36 @@ mod tests {
     }
 
     fn changed(path: String) -> EventKind {
-        EventKind::Changed(Entry {
-            path,
+        EventKind::Changed(
+            Entry {
+                path,
+                kind: Kind::File,
+                oid: Some("0".repeat(40)),
+                size: 1,
+                mode: "100644",
+            }
+            .into(),
+        )
+    }
+
+    #[test]
+    fn a_changed_event_gives_back_its_entry() {
+        let e = Entry {
+            path: "src/a.rs".into(),
             kind: Kind::File,
-            oid: Some("0".repeat(40)),
-            size: 1,
-            mode: "100644",
-        })
+            oid: Some("0123456789abcdef0123456789abcdef01234567".into()),
+            size: 7,
+            mode: "100755",
+        };
+        assert_eq!(Changed::from(e.clone()).entry(), e);
+        let d = Entry {
+            path: "src".into(),
+            kind: Kind::Dir,
+            oid: None,
+            size: 0,
+            mode: "040000",
+        };
+        assert_eq!(Changed::from(d.clone()).entry(), d);
     }
 
     #[test]

@@ -36,20 +36,63 @@ pub const COALESCE: Duration = Duration::from_millis(50);
 /// How often directories without a watch are rescanned.
 pub const RESCAN_EVERY: Duration = Duration::from_millis(250);
 
-/// What the watcher last knew of a path.
+/// What the watcher last knew of a path. Kept for every path of the
+/// workspace, so it is small: the blob id in binary, the stat data in 32
+/// bytes (a tree of 30,000 files holds 30,000 of them).
 #[derive(Debug, Clone)]
 pub(crate) struct Known {
     pub kind: Kind,
     /// `None` until the content was read (the start-up walk only stats).
-    pub oid: Option<String>,
+    pub oid: Option<Oid>,
     pub mode: &'static str,
     /// Stat data, for rescans; `None` after an apply (re-read on the next look).
-    pub sig: Option<(u64, u64, i128, u32)>,
+    pub sig: Option<Sig>,
+}
+
+/// A blob id, binary.
+pub(crate) type Oid = [u8; 20];
+
+/// The hex blob id of an entry in binary; `None` for one that is not
+/// (never the case for the ids the daemon computes).
+pub(crate) fn oid_bin(hex: Option<&str>) -> Option<Oid> {
+    let mut oid = [0u8; 20];
+    hex::decode_to_slice(hex?, &mut oid).ok()?;
+    Some(oid)
+}
+
+/// The stat data that tells a changed file: size, inode, mtime and mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Sig {
+    size: u64,
+    ino: u64,
+    /// Nanoseconds since the epoch: i64 holds them until 2262.
+    mtime_ns: i64,
+    perm_kind: u32,
+}
+
+impl Sig {
+    pub fn of(m: &crate::files::disk::Meta) -> Sig {
+        Sig {
+            size: m.size,
+            ino: m.ino,
+            // Saturated: a file dated past 2262 still compares as itself.
+            mtime_ns: i64::try_from(m.mtime_ns).unwrap_or(if m.mtime_ns < 0 {
+                i64::MIN
+            } else {
+                i64::MAX
+            }),
+            perm_kind: m.perm | ((m.kind as u32) << 16),
+        }
+    }
+
+    pub fn ino(&self) -> u64 {
+        self.ino
+    }
 }
 
 pub(crate) struct State {
     pub log: log::EventLog,
-    pub known: BTreeMap<String, Known>,
+    pub known: BTreeMap<Box<str>, Known>,
     /// Paths found gone whose `deleted` event is held back for a moment:
     /// `rm -r` removes the children first, and the contract wants one
     /// event for the directory. They stay in `known` until sent.
@@ -110,10 +153,13 @@ pub(crate) fn send_held_deletes_of(shared: &Shared, st: &mut State, path: &str) 
 }
 
 /// Removes a path and everything below it from `known`.
-pub(crate) fn forget_subtree(known: &mut BTreeMap<String, Known>, path: &str) -> Option<Known> {
+pub(crate) fn forget_subtree(known: &mut BTreeMap<Box<str>, Known>, path: &str) -> Option<Known> {
     let prefix = format!("{path}/");
-    let below: Vec<String> = known
-        .range(prefix.clone()..)
+    let below: Vec<Box<str>> = known
+        .range::<str, _>((
+            std::ops::Bound::Included(prefix.as_str()),
+            std::ops::Bound::Unbounded,
+        ))
         .take_while(|(k, _)| k.starts_with(&prefix))
         .map(|(k, _)| k.clone())
         .collect();
@@ -290,15 +336,15 @@ fn record(shared: &Shared, st: &mut State, effect: Effect, origin: Option<Arc<st
     match effect {
         Effect::Changed(e) => {
             st.known.insert(
-                e.path.clone(),
+                e.path.as_str().into(),
                 Known {
                     kind: e.kind,
-                    oid: e.oid.clone(),
+                    oid: oid_bin(e.oid.as_deref()),
                     mode: e.mode,
                     sig: None,
                 },
             );
-            shared.emit(st, EventKind::Changed(e), origin);
+            shared.emit(st, EventKind::Changed(e.into()), origin);
         }
         Effect::Deleted { path, kind } => {
             forget_subtree(&mut st.known, &path);

@@ -25,8 +25,8 @@ use tracing::Instrument;
 use super::coalesce::Coalescer;
 use super::git::{self, Head};
 use super::{
-    is_self_or_ancestor, send_held_delete, EventKind, Known, Settings, Shared, State, COALESCE,
-    RESCAN_EVERY,
+    is_self_or_ancestor, oid_bin, send_held_delete, EventKind, Known, Settings, Shared, Sig, State,
+    COALESCE, RESCAN_EVERY,
 };
 use crate::confine::PathError;
 use crate::files::disk::{self, Meta};
@@ -66,6 +66,9 @@ enum Msg {
     Stop,
 }
 
+/// A flush of more paths than this is a burst, after which memory is trimmed.
+const BIG_FLUSH: usize = 1000;
+
 /// Branch directories below `refs/heads` watched at most: a ref name's
 /// slashes make directories, and this bounds what a hostile `.git` costs.
 const MAX_GIT_WATCHES: usize = 1024;
@@ -102,8 +105,8 @@ const HOLD_DELETES: std::time::Duration = COALESCE;
 /// ...but never longer than this, so a long removal still shows progress.
 const MAX_HOLD: std::time::Duration = std::time::Duration::from_secs(2);
 
-fn sig(m: &Meta) -> (u64, u64, i128, u32) {
-    (m.size, m.ino, m.mtime_ns, m.perm | ((m.kind as u32) << 16))
+fn sig(m: &Meta) -> Sig {
+    Sig::of(m)
 }
 
 fn join(a: &str, b: &str) -> String {
@@ -311,7 +314,7 @@ impl Actor {
                     continue;
                 }
                 st.known.insert(
-                    rel.clone(),
+                    rel.as_str().into(),
                     Known {
                         kind: m.kind,
                         oid: None,
@@ -436,7 +439,7 @@ impl Actor {
     /// directory above it that is gone too.
     fn hold_delete(&mut self, st: &mut State, rel: &str) {
         let top = self.top_gone(st, rel);
-        if !st.known.contains_key(&top) {
+        if !st.known.contains_key(top.as_str()) {
             return;
         }
         self.unwatch_subtree(&top);
@@ -567,7 +570,7 @@ impl Actor {
                 st.known
                     .iter()
                     .filter(|(_, k)| k.kind == Kind::Dir)
-                    .map(|(p, _)| p.clone()),
+                    .map(|(p, _)| p.to_string()),
             );
         }
         self.git_dirty = true;
@@ -590,7 +593,7 @@ impl Actor {
                 if self.rules.is_ignored(&rel, m.kind == Kind::Dir) {
                     continue;
                 }
-                let same = st.known.get(&rel).is_some_and(|k| {
+                let same = st.known.get(rel.as_str()).is_some_and(|k| {
                     k.sig == Some(sig(&m)) || (k.kind == Kind::Dir && m.kind == Kind::Dir)
                 });
                 if !same {
@@ -603,12 +606,13 @@ impl Actor {
             } else {
                 format!("{dir}/")
             };
-            for (p, _) in st.known.range(prefix.clone()..) {
+            let from = (Bound::Included(prefix.as_str()), Bound::Unbounded);
+            for (p, _) in st.known.range::<str, _>(from) {
                 if !p.starts_with(&prefix) {
                     break;
                 }
-                if !p[prefix.len()..].contains('/') && !seen.contains(p) {
-                    changed.push(p.clone());
+                if !p[prefix.len()..].contains('/') && !seen.contains(&**p) {
+                    changed.push(p.to_string());
                 }
             }
         }
@@ -621,6 +625,11 @@ impl Actor {
 
     fn flush(&mut self) {
         let paths = self.coalescer.take(Instant::now());
+        if paths.len() > BIG_FLUSH {
+            // What a burst's looks allocated and freed goes back once it ends
+            // (the trim waits for things to settle).
+            crate::memory::soon();
+        }
         let shared = self.shared.clone();
         let mut st = shared.state.lock().unwrap();
         for rel in paths {
@@ -675,7 +684,7 @@ impl Actor {
             self.rules.load_dir(&parent);
             for sibling in self.list(&parent) {
                 let p = join(&parent, &sibling);
-                if sibling != ".gitignore" && !st.known.contains_key(&p) {
+                if sibling != ".gitignore" && !st.known.contains_key(p.as_str()) {
                     self.look(st, &p);
                 }
             }
@@ -695,14 +704,14 @@ impl Actor {
             let replaced = st
                 .known
                 .get(rel)
-                .is_some_and(|k| k.kind != Kind::Dir || k.sig.is_some_and(|s| s.1 != meta.ino));
+                .is_some_and(|k| k.kind != Kind::Dir || k.sig.is_some_and(|s| s.ino() != meta.ino));
             if replaced {
                 self.unwatch_subtree(rel);
                 send_held_delete(&self.shared, st, rel);
             }
             if !st.known.contains_key(rel) {
                 st.known.insert(
-                    rel.to_owned(),
+                    rel.into(),
                     Known {
                         kind: Kind::Dir,
                         oid: None,
@@ -710,7 +719,7 @@ impl Actor {
                         sig: Some(sig(&meta)),
                     },
                 );
-                self.shared.emit(st, EventKind::Changed(entry), None);
+                self.shared.emit(st, EventKind::Changed(entry.into()), None);
             }
             if !self.watched.contains_key(rel) && !self.unwatched.contains(rel) {
                 // New to the watcher (created, moved in, or made by an
@@ -729,19 +738,19 @@ impl Actor {
             k.kind == entry.kind
                 && k.mode == entry.mode
                 && match &k.oid {
-                    Some(oid) => Some(oid.as_str()) == entry.oid.as_deref(),
+                    Some(oid) => Some(*oid) == oid_bin(entry.oid.as_deref()),
                     None => k.sig == Some(sig(&meta)),
                 }
         });
         let known = Known {
             kind: entry.kind,
-            oid: entry.oid.clone(),
+            oid: oid_bin(entry.oid.as_deref()),
             mode: entry.mode,
             sig: Some(sig(&meta)),
         };
-        st.known.insert(rel.to_owned(), known);
+        st.known.insert(rel.into(), known);
         if !same {
-            self.shared.emit(st, EventKind::Changed(entry), None);
+            self.shared.emit(st, EventKind::Changed(entry.into()), None);
         }
     }
 }

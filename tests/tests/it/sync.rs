@@ -579,6 +579,57 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8(out).unwrap()
 }
 
+/// The voluntary context switches of the daemon's thread called `name`:
+/// each is a time it blocked, so a thread that was not woken keeps its count.
+fn wakeups(pid: u32, name: &str) -> u64 {
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = task.unwrap().path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if comm.trim() == name {
+            let status = std::fs::read_to_string(dir.join("status")).unwrap();
+            return status
+                .lines()
+                .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
+        }
+    }
+    panic!("the daemon has no thread called {name}");
+}
+
+#[tokio::test]
+async fn reading_the_workspace_wakes_no_watcher() {
+    // A recursive listing opens every directory and (without a git index)
+    // reads every file: none of that is a change, so the watcher must not
+    // be woken by it (with IN_OPEN watched, every open woke it).
+    let ws = tempfile::tempdir().unwrap();
+    for d in 0..20 {
+        std::fs::create_dir(ws.path().join(format!("d{d}"))).unwrap();
+        for f in 0..20 {
+            std::fs::write(
+                ws.path().join(format!("d{d}/f{f}.txt")),
+                format!("{d} {f}\n"),
+            )
+            .unwrap();
+        }
+    }
+    let d = TestDaemon::builder().workspace(ws).start();
+    let v = d.get_json("/api/v1/tree?recursive=true").await;
+    assert_eq!(v["entries"].as_array().unwrap().len(), 420);
+    let before = wakeups(d.pid(), "watcher");
+    for _ in 0..3 {
+        let v = d.get_json("/api/v1/tree?recursive=true").await;
+        assert_eq!(v["entries"].as_array().unwrap().len(), 420);
+    }
+    assert_eq!(
+        wakeups(d.pid(), "watcher"),
+        before,
+        "the watcher was woken by reads"
+    );
+}
+
 #[tokio::test]
 async fn tree_lists_blob_ids_and_leaves_out_ignored_files() {
     let ws = repo(&[
