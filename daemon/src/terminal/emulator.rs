@@ -22,8 +22,8 @@
 //!    cursor by at most as many columns as it has bytes (ASCII 1 column, 1
 //!    byte; any other character at most 2 columns, at least 2 bytes), so the
 //!    cursor never reaches the wrap check (`col + width > cols`): `C` writes
-//!    only cells of the cursor's row, never sets a wrap flag, and leaves the
-//!    cursor on that row. Printing changes no attribute, mode, saved cursor
+//!    only the cells (and at most clears the wrap flag) of the cursor's row,
+//!    never wraps, and leaves the cursor on that row. Printing changes no attribute, mode, saved cursor
 //!    or title. A zero-width character is appended to the cell before it,
 //!    which is on the same row because `C` starts with a 1-column character
 //!    (at column 0 it would be appended to the row above).
@@ -55,7 +55,7 @@ use std::ops::Range;
 /// The window title and icon name (OSC 0, 1 and 2), which `vt100` reports
 /// only through callbacks, kept for the screen replay.
 #[derive(Debug, Default)]
-pub struct Titles {
+struct Titles {
     title: Vec<u8>,
     icon: Vec<u8>,
 }
