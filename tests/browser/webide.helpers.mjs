@@ -194,3 +194,14 @@ export async function runCommand(page, label) {
   await page.locator(`.quick-input-list .monaco-list-row[aria-label*="${label}"]`).first().waitFor();
   await page.keyboard.press("Enter");
 }
+
+/** Moves the active editor's cursor to `line` (Go to Line). */
+export async function goToLine(page, line) {
+  await page.locator(".editor-group-container.active .monaco-editor textarea").first().focus();
+  await page.keyboard.press("Control+G");
+  const input = page.locator(".quick-input-widget input");
+  await input.waitFor();
+  await input.fill(`:${line}`);
+  await page.keyboard.press("Enter");
+  await input.waitFor({ state: "hidden" });
+}

@@ -2,10 +2,20 @@
 // the real VS Code web build, the real daemon on another origin.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
 import path from "node:path";
 import { launchBrowser, shot } from "./helpers.mjs";
-import { startWebIde, openWebIde, explorerNames, openFromExplorer, waitForEditor } from "./webide.helpers.mjs";
+import {
+  startWebIde, openWebIde, explorerNames, openFromExplorer, waitForEditor, waitForDisk, waitForExplorer, goToLine,
+} from "./webide.helpers.mjs";
+
+/** About 1 MB of numbered lines. */
+function bigText() {
+  const lines = [];
+  for (let i = 1; i <= 20000; i++) lines.push(`line ${String(i).padStart(5, "0")} of a big file, with some text to make it longer`);
+  return `${lines.join("\n")}\n`;
+}
 
 test("the explorer shows the workspace and opening a file shows its content", async () => {
   const w = await startWebIde();
@@ -57,6 +67,135 @@ test("without a credential, or with a wrong one, the Web IDE says so and loads n
     }
     await shot(page, "webide-2-refused");
     assert.ok(!w.daemon.log().includes("not-the-token"), "the wrong credential is not logged");
+  } finally {
+    await browser.close();
+    await w.stop();
+  }
+});
+
+test("a one-line change to a 1 MB file is saved as a small patch, and the disk has exactly the new content", async () => {
+  const w = await startWebIde({ relay: true });
+  const browser = await launchBrowser();
+  try {
+    const file = path.join(w.daemon.workspace, "big.txt");
+    const before = bigText();
+    assert.ok(before.length > 1_000_000);
+    writeFileSync(file, before);
+    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    await openWebIde(page, w);
+    await openFromExplorer(page, "big.txt");
+    await waitForEditor(page, (t) => t.includes("line 00001 of a big file"), "the big file");
+    await goToLine(page, 12345);
+    await waitForEditor(page, (t) => t.includes("line 12345 of a big file"), "line 12345");
+    await page.keyboard.press("Home");
+    await page.keyboard.type("EDITED ");
+    await waitForEditor(page, (t) => t.includes("EDITED line 12345"), "the typed text");
+    const sentBefore = w.relay.sent;
+    const framesBefore = w.relay.syncs.flatMap((s) => s.up).length;
+    await page.keyboard.press("Control+S");
+    const expected = before.replace("line 12345 of", "EDITED line 12345 of");
+    await waitForDisk(() => readFileSync(file, "utf8"), (t) => t !== before, "the saved file");
+    assert.equal(readFileSync(file, "utf8"), expected, "the disk has exactly the new content");
+    const sent = w.relay.sent - sentBefore;
+    const applies = w.relay.syncs.flatMap((s) => s.up).slice(framesBefore).filter((f) => f.text?.includes('"apply"'));
+    assert.equal(applies.length, 1, "one apply went to the daemon");
+    const msg = JSON.parse(applies[0].text);
+    assert.equal(msg.changes.length, 1);
+    assert.equal(msg.changes[0].op, "patch", "the save is a patch, not the file");
+    assert.equal(msg.changes[0].path, "big.txt");
+    assert.ok(applies[0].bytes < 2048, `the patch is under 2 KiB on the wire (${applies[0].bytes} bytes)`);
+    assert.ok(sent < 4096, `the whole save sent ${sent} bytes to the daemon`);
+    console.log(`save of a one-line change to a ${before.length}-byte file: apply frame ${applies[0].bytes} bytes, ${sent} bytes sent in all`);
+    await shot(page, "webide-3-big-saved");
+  } finally {
+    await browser.close();
+    await w.stop();
+  }
+});
+
+test("changes on disk reach the open editor and the explorer, also after a network drop", async () => {
+  const w = await startWebIde({ relay: true });
+  const browser = await launchBrowser();
+  try {
+    const ws = w.daemon.workspace;
+    const git = (...args) => execFileSync("git", ["-c", "user.name=t", "-c", "user.email=t@example.com", ...args], { cwd: ws, stdio: "pipe" });
+    writeFileSync(path.join(ws, "notes.txt"), "first version\n");
+    git("init", "-q", "-b", "main");
+    git("add", "notes.txt");
+    git("commit", "-q", "-m", "one");
+    git("checkout", "-q", "-b", "feature");
+    writeFileSync(path.join(ws, "from-branch.txt"), "made on the branch\n");
+    git("add", "from-branch.txt");
+    git("commit", "-q", "-m", "two");
+    git("checkout", "-q", "main");
+
+    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    await openWebIde(page, w);
+    assert.ok(!(await explorerNames(page)).includes("from-branch.txt"));
+    await openFromExplorer(page, "notes.txt");
+    await waitForEditor(page, (t) => t.includes("first version"), "the file");
+
+    writeFileSync(path.join(ws, "notes.txt"), "second version, written outside\n");
+    await waitForEditor(page, (t) => t.includes("second version, written outside"), "the change made on disk");
+
+    git("checkout", "-q", "feature");
+    await waitForExplorer(page, "from-branch.txt");
+    await shot(page, "webide-4-live");
+
+    // A network drop: the sync connection comes back from where it was.
+    const syncsBefore = w.relay.syncs.length;
+    w.relay.cut();
+    writeFileSync(path.join(ws, "notes.txt"), "third version, written while the network was down\n");
+    w.relay.resume();
+    await waitForEditor(page, (t) => t.includes("third version"), "the change made during the drop");
+    const again = w.relay.syncs.slice(syncsBefore);
+    assert.ok(again.length >= 1, "the sync connection was opened again");
+    assert.match(again[0].head, /[?&]since=\d+/, "it resumes from the last event seen");
+    assert.match(again[0].head, /[?&]epoch=/, "of this daemon run");
+    const resyncs = again.flatMap((s) => s.down).filter((f) => f.text?.includes('"resync"'));
+    assert.equal(resyncs.length, 0, "the events were replayed, no resync was needed");
+  } finally {
+    await browser.close();
+    await w.stop();
+  }
+});
+
+test("a save while the file changed on disk shows VS Code's conflict flow, and only overwrite replaces the other change", async () => {
+  const w = await startWebIde();
+  const browser = await launchBrowser();
+  try {
+    const file = path.join(w.daemon.workspace, "shared.txt");
+    writeFileSync(file, "one\ntwo\n");
+    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    await openWebIde(page, w);
+    await openFromExplorer(page, "shared.txt");
+    await waitForEditor(page, (t) => t.includes("one") && t.includes("two"), "the file");
+    await goToLine(page, 1);
+    await page.keyboard.press("Home");
+    await page.keyboard.type("mine ");
+    await waitForEditor(page, (t) => t.includes("mine one"), "the edit");
+
+    const theirs = "one\ntwo\nthree, from someone else\n";
+    writeFileSync(file, theirs);
+    await page.keyboard.press("Control+S");
+    const note = page.locator(".notifications-toasts .notification-toast", { hasText: "newer" });
+    await note.waitFor({ timeout: 20000 });
+    await shot(page, "webide-5-conflict");
+    assert.equal(readFileSync(file, "utf8"), theirs, "the disk keeps the other change");
+    assert.ok(await note.getByRole("button", { name: "Compare" }).isVisible(), "compare is offered");
+
+    // Compare shows both versions; the disk is still untouched.
+    await note.getByRole("button", { name: "Compare" }).click();
+    const diff = page.locator(".monaco-diff-editor").first();
+    await diff.waitFor({ timeout: 20000 });
+    await diff.locator(".editor.original .view-lines", { hasText: "three, from someone else" }).waitFor();
+    await diff.locator(".editor.modified .view-lines", { hasText: "mine one" }).waitFor();
+    assert.equal(readFileSync(file, "utf8"), theirs, "comparing writes nothing");
+    await shot(page, "webide-6-compare");
+
+    // Overwrite: the compare editor's own action.
+    await page.locator(".action-label[aria-label^='Use your changes and overwrite file contents']").first().click();
+    await waitForDisk(() => readFileSync(file, "utf8"), (t) => t === "mine one\ntwo\n", "the user's version after overwrite");
   } finally {
     await browser.close();
     await w.stop();
