@@ -55,32 +55,39 @@ export async function countingRelay(target) {
   const i = target.lastIndexOf(":");
   const [host, port] = [target.slice(0, i), Number(target.slice(i + 1))];
   const sockets = new Set();
-  const relay = { sent: 0, received: 0, syncs: [], refusing: false };
+  const relay = { sent: 0, received: 0, syncs: [], requests: [], refusing: false };
   const server = net.createServer((client) => {
     if (relay.refusing) { client.destroy(); return; }
     const upstream = net.connect(port, host);
     sockets.add(client).add(upstream);
-    let head = Buffer.alloc(0);
+    // What the browser sends: HTTP requests one after another (their bodies
+    // by Content-Length), until an upgrade; then WebSocket frames.
+    let mode = "http";
     let sync = null;
     let up = Buffer.alloc(0);
     let down = Buffer.alloc(0);
     client.on("data", (d) => {
       relay.sent += d.length;
-      if (sync === null && head !== null) {
-        head = Buffer.concat([head, d]);
-        const end = head.indexOf("\r\n\r\n");
+      if (mode === "opaque") return;
+      up = Buffer.concat([up, d]);
+      while (mode === "http") {
+        const end = up.indexOf("\r\n\r\n");
         if (end < 0) return;
-        const text = head.subarray(0, end).toString("latin1");
-        if (/^GET \/api\/v1\/sync[?\s]/.test(text)) {
+        const text = up.subarray(0, end).toString("latin1");
+        const length = Number(/\r\ncontent-length:\s*(\d+)/i.exec(text)?.[1] ?? 0);
+        if (up.length < end + 4 + length) return;
+        const line = text.slice(0, text.indexOf("\r\n"));
+        relay.requests.push({ line: line.replace(/access_token=[^&\s]*/, "access_token=..."), bytes: end + 4 + length });
+        up = up.subarray(end + 4 + length);
+        if (/^GET \/api\/v1\/sync[?\s]/.test(line)) {
           sync = { head: text, up: [], down: [] };
           relay.syncs.push(sync);
-          up = head.subarray(end + 4);
+          mode = "ws";
+        } else if (/\r\nupgrade:/i.test(text)) {
+          mode = "opaque";
         }
-        head = null;
-      } else if (sync) {
-        up = Buffer.concat([up, d]);
       }
-      if (sync) { const [f, rest] = takeFrames(up); sync.up.push(...f); up = rest; }
+      if (mode === "ws") { const [f, rest] = takeFrames(up); sync.up.push(...f); up = rest; }
     });
     upstream.on("data", (d) => {
       relay.received += d.length;
