@@ -4,6 +4,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { execFileSync } from "node:child_process";
+import { createHmac } from "node:crypto";
+import { tmpdir } from "node:os";
+import { mkdtempSync, rmSync } from "node:fs";
 import path from "node:path";
 import { launchBrowser, shot } from "./helpers.mjs";
 import {
@@ -268,5 +271,51 @@ test("new files, folders, renames, deletes and binary copies from the explorer r
   } finally {
     await browser.close();
     await w.stop();
+  }
+});
+
+/** An HS256 JWT of the owner for the test daemon ("browser-test"), ending in `ttl` seconds. */
+function ownerJwt(secret, ttl) {
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
+  const body = `${b64({ alg: "HS256", typ: "JWT" })}.${b64({ sub: "tester", role: "owner", aud: "browser-test", exp: Math.floor(Date.now() / 1000) + ttl })}`;
+  return `${body}.${createHmac("sha256", secret).update(body).digest("base64url")}`;
+}
+
+test("a credential that expires while the Web IDE is open: the save says so and nothing is lost", async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "webide-jwt-"));
+  const secret = "a-test-secret-of-the-browser-tests-0123456789";
+  writeFileSync(path.join(dir, "secret"), secret);
+  const w = await startWebIde({ relay: true, daemonArgs: ["--jwt-secret-file", path.join(dir, "secret")] });
+  const browser = await launchBrowser();
+  try {
+    const file = path.join(w.daemon.workspace, "kept.txt");
+    writeFileSync(file, "on disk\n");
+    // The daemon takes it until 30 s (its leeway) after its exp.
+    const jwt = ownerJwt(secret, 8);
+    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    await openWebIde(page, w, { credential: jwt });
+    await openFromExplorer(page, "kept.txt");
+    await waitForEditor(page, (t) => t.includes("on disk"), "the file");
+    await goToLine(page, 1);
+    await page.keyboard.type("unsaved work ");
+    await waitForEditor(page, (t) => t.includes("unsaved work on disk"), "the edit");
+
+    // Until the daemon refuses the JWT.
+    const status = () => fetch(`${w.daemonUrl}api/v1/status`, { headers: { Authorization: `Bearer ${jwt}` } }).then((r) => r.status);
+    for (let s = await status(); s !== 401; s = await status()) await page.waitForTimeout(200);
+
+    await page.keyboard.press("Control+S");
+    const note = page.locator(".notifications-toasts .notification-toast", { hasText: /Failed to save 'kept.txt'.*refused the credential/ });
+    await note.waitFor({ timeout: 20000 });
+    await shot(page, "webide-8-expired");
+    assert.ok(w.relay.syncs.length <= 3, `the sync connection is not reopened in a loop (${w.relay.syncs.length} times)`);
+    assert.equal(readFileSync(file, "utf8"), "on disk\n", "nothing was written");
+    assert.ok(await page.locator(".tabs-container .tab.dirty[aria-label^='kept.txt']").isVisible(), "the edit is still in the editor, unsaved");
+    await waitForEditor(page, (t) => t.includes("unsaved work on disk"), "the edit, kept");
+    assert.ok(!w.daemon.log().includes(jwt), "the JWT is not logged");
+  } finally {
+    await browser.close();
+    await w.stop();
+    rmSync(dir, { recursive: true, force: true });
   }
 });
