@@ -52,13 +52,12 @@ function takeFrames(buf) {
  * connection and refuse new ones for a while (`cut()`, `resume()`), as a
  * network drop does. */
 export async function countingRelay(target) {
-  const i = target.lastIndexOf(":");
-  const [host, port] = [target.slice(0, i), Number(target.slice(i + 1))];
   const sockets = new Set();
-  const relay = { sent: 0, received: 0, syncs: [], requests: [], refusing: false };
+  const relay = { sent: 0, received: 0, syncs: [], requests: [], refusing: false, target };
   const server = net.createServer((client) => {
     if (relay.refusing) { client.destroy(); return; }
-    const upstream = net.connect(port, host);
+    const i = relay.target.lastIndexOf(":");
+    const upstream = net.connect(Number(relay.target.slice(i + 1)), relay.target.slice(0, i));
     sockets.add(client).add(upstream);
     // What the browser sends: HTTP requests one after another (their bodies
     // by Content-Length), until an upgrade; then WebSocket frames.
@@ -119,11 +118,19 @@ export async function startWebIde({ daemonArgs = [], relay = false } = {}) {
   buildExtension();
   const host = await startHost({ port: 0, vscode: vscodeDist() });
   const origin = new URL(host.url).origin;
-  const daemon = await startDaemon(["--allowed-origins", origin, ...daemonArgs]);
+  const args = ["--allowed-origins", origin, ...daemonArgs];
+  const daemon = await startDaemon(args);
   const counter = relay ? await countingRelay(daemon.addr) : null;
   const daemonUrl = `http://${counter ? counter.addr : daemon.addr}/`;
-  return {
+  const w = {
     host, daemon, origin, relay: counter, daemonUrl,
+    /** Stops the daemon and starts another on the same workspace (a new
+     * run: another epoch), which the relay then reaches. */
+    restartDaemon: async () => {
+      await w.daemon.stop();
+      w.daemon = await startDaemon(args, {}, { workspace: daemon.workspace });
+      counter.target = w.daemon.addr;
+    },
     /** The host page's URL with the daemon and a credential in its fragment. */
     pageUrl: ({ credential = TOKEN, url = daemonUrl } = {}) => {
       const f = new URLSearchParams();
@@ -133,10 +140,11 @@ export async function startWebIde({ daemonArgs = [], relay = false } = {}) {
     },
     stop: async () => {
       await counter?.close();
-      await daemon.stop();
+      await w.daemon.stop();
       await host.close();
     },
   };
+  return w;
 }
 
 const EXPLORER_ROW = ".explorer-folders-view .monaco-list-row";

@@ -319,3 +319,29 @@ test("a credential that expires while the Web IDE is open: the save says so and 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("after a daemon restart (resync) the open file is read again", async () => {
+  const w = await startWebIde({ relay: true });
+  const browser = await launchBrowser();
+  try {
+    const file = path.join(w.daemon.workspace, "open.txt");
+    writeFileSync(file, "before the restart\n");
+    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    await openWebIde(page, w);
+    await openFromExplorer(page, "open.txt");
+    await waitForEditor(page, (t) => t.includes("before the restart"), "the file");
+    const syncsBefore = w.relay.syncs.length;
+    w.relay.cut();
+    await w.restartDaemon();
+    // Changed before the client is back; the new run cannot replay its log to a client of the old one.
+    writeFileSync(file, "changed while the daemon was down\n");
+    w.relay.resume();
+    await waitForEditor(page, (t) => t.includes("changed while the daemon was down"), "the file read again");
+    const again = w.relay.syncs.slice(syncsBefore);
+    assert.match(again[0].head, /[?&]epoch=/, "the client asked to resume its old run");
+    assert.ok(again.flatMap((s) => s.down).some((f) => f.text?.includes('"resync"')), "the new run answered resync");
+  } finally {
+    await browser.close();
+    await w.stop();
+  }
+});
