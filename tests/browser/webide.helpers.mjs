@@ -11,8 +11,10 @@ import { startHost } from "../../editor-assets/web-ide/host/serve.mjs";
 
 export const webIde = path.join(root, "editor-assets/web-ide");
 
-/** The VS Code build's directory (scripts/webide-dist.sh caches it by version). */
+/** The VS Code build's directory (scripts/webide-dist.sh caches it by
+ * version; WEBIDE_VSCODE names another, e.g. to compare builds). */
 export function vscodeDist() {
+  if (process.env.WEBIDE_VSCODE) return process.env.WEBIDE_VSCODE;
   return execFileSync("sh", [path.join(root, "scripts/webide-dist.sh")], { encoding: "utf8" }).trim();
 }
 
@@ -76,7 +78,7 @@ export async function countingRelay(target) {
         const length = Number(/\r\ncontent-length:\s*(\d+)/i.exec(text)?.[1] ?? 0);
         if (up.length < end + 4 + length) return;
         const line = text.slice(0, text.indexOf("\r\n"));
-        relay.requests.push({ line: line.replace(/access_token=[^&\s]*/, "access_token=..."), bytes: end + 4 + length });
+        relay.requests.push({ line: line.replace(/access_token=[^&\s]*/, "access_token=..."), bytes: end + 4 + length, at: Date.now() });
         up = up.subarray(end + 4 + length);
         if (/^GET \/api\/v1\/sync[?\s]/.test(line)) {
           sync = { head: text, up: [], down: [] };

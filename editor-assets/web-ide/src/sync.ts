@@ -83,13 +83,8 @@ export class Sync {
     this.ws = ws;
     ws.onmessage = (ev) => {
       if (typeof ev.data !== "string") return;
-      let frame: SyncFrame;
-      try {
-        frame = JSON.parse(ev.data) as SyncFrame;
-      } catch {
-        return;
-      }
-      this.onFrame(frame);
+      const frame = parseFrame(ev.data);
+      if (frame) this.onFrame(frame);
     };
     ws.onclose = () => {
       if (this.ws !== ws) return;
@@ -212,5 +207,41 @@ export class Sync {
     });
     if (status === 409) return { conflicts: body.conflicts ?? [] };
     return { results: body.results ?? [] };
+  }
+}
+
+/** A frame from the daemon, or null when it is not one this client can act
+ * on (bytes from a peer are checked before they are used). */
+export function parseFrame(text: string): SyncFrame | null {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (typeof v !== "object" || v === null) return null;
+  const f = v as Record<string, unknown>;
+  const str = (k: string) => typeof f[k] === "string";
+  const seq = typeof f.seq === "number" && Number.isSafeInteger(f.seq) && f.seq >= 0;
+  switch (f.type) {
+    case "hello":
+      return str("client") && str("epoch") && seq ? (v as SyncFrame) : null;
+    case "changed":
+      return seq && str("path") && str("kind") && typeof f.size === "number" && (f.oid === undefined || str("oid")) ? (v as SyncFrame) : null;
+    case "deleted":
+      return seq && str("path") && str("kind") ? (v as SyncFrame) : null;
+    case "git":
+      return seq ? (v as SyncFrame) : null;
+    case "applied":
+      return Array.isArray(f.results) ? (v as SyncFrame) : null;
+    case "conflict":
+      return Array.isArray(f.conflicts) ? (v as SyncFrame) : null;
+    case "error":
+      return typeof f.error === "object" && f.error !== null ? (v as SyncFrame) : null;
+    case "resync":
+    case "shutdown":
+      return v as SyncFrame;
+    default:
+      return null;
   }
 }
