@@ -110,6 +110,18 @@ test("a one-line change to a 1 MB file is saved as a small patch, and the disk h
     assert.ok(applies[0].bytes < 2048, `the patch is under 2 KiB on the wire (${applies[0].bytes} bytes)`);
     const requests = w.relay.requests.slice(requestsBefore);
     assert.ok(requests.every((r) => r.bytes < 2048), `no request of the save carries the file: ${JSON.stringify(requests)}`);
+    // The save's own event comes back (with this client's origin) and is not
+    // taken for a change on disk: the editor does not download the file again.
+    const sync = w.relay.syncs.at(-1);
+    await waitForDisk(() => sync.down.some((f) => f.text?.includes('"changed"') && f.text.includes('"big.txt"')), (x) => x, "the save's event");
+    await goToLine(page, 2);
+    await page.keyboard.type("AGAIN ");
+    await page.keyboard.press("Control+S");
+    await waitForDisk(() => readFileSync(file, "utf8"), (t) => t.includes("AGAIN line 00002"), "the second save");
+    const echo = w.relay.syncs.flatMap((x) => x.down).find((f) => f.text?.includes('"changed"') && f.text.includes('"big.txt"'));
+    assert.match(echo.text, /"origin":"[^"]+"/, "the event names its origin");
+    const reads = w.relay.requests.slice(requestsBefore).filter((r) => r.line.startsWith("GET /api/v1/files/big.txt"));
+    assert.deepEqual(reads, [], "the saved file is not read again");
     console.log(`save of a one-line change to a ${before.length}-byte file: apply frame ${applies[0].bytes} bytes, ${sent} bytes sent in all (${requests.map((r) => r.line.split("?")[0]).join(", ")})`);
     await shot(page, "webide-3-big-saved");
   } finally {
