@@ -357,3 +357,31 @@ test("after a daemon restart (resync) the open file is read again", async () => 
     await w.stop();
   }
 });
+
+test("deleting a folder deletes its files and says plainly that the API leaves the folder", async () => {
+  const w = await startWebIde();
+  const browser = await launchBrowser();
+  try {
+    const ws = w.daemon.workspace;
+    mkdirSync(path.join(ws, "old", "inner"), { recursive: true });
+    writeFileSync(path.join(ws, "old", "a.txt"), "a\n");
+    writeFileSync(path.join(ws, "old", "inner", "b.txt"), "b\n");
+    writeFileSync(path.join(ws, "keep.txt"), "kept\n");
+    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    await openWebIde(page, w);
+    await page.locator(`.explorer-folders-view .monaco-list-row[aria-label^="old"]`).first().click();
+    await page.keyboard.press("Delete");
+    await page.locator(".monaco-dialog-box .monaco-button", { hasText: /^Delete$/ }).click();
+    const exists = (p) => { try { readFileSync(path.join(ws, p)); return true; } catch { return false; } };
+    await waitForDisk(() => exists("old/a.txt") || exists("old/inner/b.txt"), (e) => e === false, "the folder's files gone");
+    // VS Code shows a failed delete in a dialog.
+    const dialog = page.locator(".monaco-dialog-box", { hasText: "cannot remove the folder itself" });
+    await dialog.waitFor({ timeout: 20000 });
+    await shot(page, "webide-9-folder-delete");
+    await dialog.locator(".monaco-button", { hasText: /^Cancel$/ }).click();
+    assert.equal(readFileSync(path.join(ws, "keep.txt"), "utf8"), "kept\n", "nothing else is touched");
+  } finally {
+    await browser.close();
+    await w.stop();
+  }
+});
