@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import path from "node:path";
 import { launchBrowser, shot } from "./helpers.mjs";
 import {
-  startWebIde, openWebIde, explorerNames, openFromExplorer, waitForEditor, waitForDisk, waitForExplorer, goToLine,
+  startWebIde, openWebIde, explorerNames, openFromExplorer, waitForEditor, waitForDisk, waitForExplorer, goToLine, runCommand,
 } from "./webide.helpers.mjs";
 
 /** About 1 MB of numbered lines. */
@@ -380,6 +380,32 @@ test("deleting a folder deletes its files and says plainly that the API leaves t
     await shot(page, "webide-9-folder-delete");
     await dialog.locator(".monaco-button", { hasText: /^Cancel$/ }).click();
     assert.equal(readFileSync(path.join(ws, "keep.txt"), "utf8"), "kept\n", "nothing else is touched");
+  } finally {
+    await browser.close();
+    await w.stop();
+  }
+});
+
+test("a file under a folder git ignores opens by its path", async () => {
+  const w = await startWebIde();
+  const browser = await launchBrowser();
+  try {
+    const ws = w.daemon.workspace;
+    execFileSync("git", ["init", "-q"], { cwd: ws });
+    writeFileSync(path.join(ws, ".gitignore"), "build/\n");
+    mkdirSync(path.join(ws, "build"));
+    writeFileSync(path.join(ws, "build", "out.txt"), "an ignored build output\n");
+    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    await openWebIde(page, w);
+    assert.ok(!(await explorerNames(page)).includes("build"), "the explorer leaves out what git ignores");
+    await runCommand(page, "File: Open File...");
+    const input = page.locator(".quick-input-widget input");
+    await input.fill("/build/out.txt");
+    // The dialog has looked the folder up (a stat of an ignored path) when it lists it.
+    await page.locator(".quick-input-list .monaco-list-row", { hasText: "out.txt" }).waitFor();
+    await page.locator(".quick-input-widget .monaco-button", { hasText: /^OK$/ }).click();
+    await page.locator(".tabs-container .tab[aria-label^='out.txt']").waitFor({ timeout: 20000 });
+    await waitForEditor(page, (t) => t.includes("an ignored build output"), "the ignored file");
   } finally {
     await browser.close();
     await w.stop();

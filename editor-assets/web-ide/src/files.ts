@@ -170,8 +170,10 @@ export class WorkspaceFs implements vscode.FileSystemProvider {
     return { type: fileType(k.kind), ctime: 0, mtime: k.mtime, size: k.size };
   }
 
-  private async list(path: string, recursive = false): Promise<TreeEntry[]> {
-    const q = new URLSearchParams({ path, recursive: String(recursive), ignored: "false" });
+  /** A directory's entries. The explorer lists without what git ignores (the
+   * sync socket reports no change there); a lookup of one path needs them all. */
+  private async list(path: string, ignored = false): Promise<TreeEntry[]> {
+    const q = new URLSearchParams({ path, recursive: "false", ignored: String(ignored) });
     const { body } = await this.daemon.json<Tree>(`api/v1/tree?${q}`);
     for (const e of body.entries) this.note(e.path, e.kind, e.oid ?? null, e.size);
     return body.entries;
@@ -202,7 +204,7 @@ export class WorkspaceFs implements vscode.FileSystemProvider {
       // 400: a directory (or something else that is not a file); the parent's listing says.
       const k = this.known.get(path);
       if (k?.kind === "dir") return this.stat0(k);
-      const entry = (await this.list(parentOf(path))).find((e) => e.path === path);
+      const entry = (await this.list(parentOf(path), true)).find((e) => e.path === path);
       if (!entry) throw vscode.FileSystemError.FileNotFound(uri);
       return this.stat0(this.known.get(path)!);
     } catch (e) {
