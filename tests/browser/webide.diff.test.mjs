@@ -39,6 +39,16 @@ test("every diff a save sends applies exactly, by the daemon's strict rules", as
       for (let k = rnd(4); k >= 0; k--) lines.splice(rnd(lines.length + 1), rnd(3), ...(rnd(2) ? [words[rnd(words.length)]] : []));
       cases.push([a, rnd(5) ? lines.join("\n") : text(rnd(40))]);
     }
+    // Long files with a few scattered edits: hunks far from the start carry the right line numbers.
+    for (let i = 0; i < 30; i++) {
+      const lines = Array.from({ length: 2000 }, (_, k) => `row ${k} ${words[k % words.length]}`);
+      const a = lines.join("\n") + (i % 3 ? "\n" : "");
+      for (let k = 1 + rnd(3); k > 0; k--) {
+        const at = [0, lines.length - 1, rnd(lines.length)][rnd(3)];
+        lines.splice(at, rnd(3), ...Array.from({ length: rnd(3) }, () => `new ${rnd(100)}`));
+      }
+      cases.push([a, lines.join("\n") + (i % 2 ? "\n" : "")]);
+    }
     const changes = [];
     const results = [];
     cases.forEach(([a, b], i) => {

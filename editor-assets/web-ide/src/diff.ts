@@ -79,19 +79,44 @@ function backtrack(trace: Int32Array[], last: Int32Array, offset: number, n: num
 
 /** A unified diff turning `oldText` into `newText`; "" when they are equal. */
 export function unifiedDiff(oldText: string, newText: string): string {
-  const a = splitLines(oldText);
-  const b = splitLines(newText);
+  if (oldText === newText) return "";
+  // Only the lines around the change are split: a save of a big file costs
+  // one pass over it, not two arrays of all its lines.
+  const [start, oldEnd, newEnd] = changedWindow(oldText, newText);
+  let offset = 0;
+  for (let i = oldText.indexOf("\n"); i >= 0 && i < start; i = oldText.indexOf("\n", i + 1)) offset++;
+  const a = splitLines(oldText.slice(start, oldEnd));
+  const b = splitLines(newText.slice(start, newEnd));
   let pre = 0;
   while (pre < a.length && pre < b.length && a[pre] === b[pre]) pre++;
   let suf = 0;
   while (suf < a.length - pre && suf < b.length - pre && a[a.length - 1 - suf] === b[b.length - 1 - suf]) suf++;
-  if (pre === a.length && pre === b.length) return "";
   const middle = myers(a.slice(pre, a.length - suf), b.slice(pre, b.length - suf));
   const ops: Op[] = [...Array<Op>(pre).fill("="), ...middle, ...Array<Op>(suf).fill("=")];
-  return hunks(ops, a, b);
+  return hunks(ops, a, b, offset);
 }
 
-function hunks(ops: Op[], a: string[], b: string[]): string {
+/** Where the texts differ, widened to whole lines and CONTEXT lines more on
+ * each side: [start, end in old, end in new]; both texts are equal before
+ * `start` and after their ends. */
+function changedWindow(a: string, b: string): [number, number, number] {
+  const max = Math.min(a.length, b.length);
+  let p = 0;
+  while (p < max && a.charCodeAt(p) === b.charCodeAt(p)) p++;
+  let start = p === 0 ? 0 : a.lastIndexOf("\n", p - 1) + 1;
+  for (let i = 0; i < CONTEXT && start > 0; i++) start = start < 2 ? 0 : a.lastIndexOf("\n", start - 2) + 1;
+  let s = 0;
+  while (s < a.length - start && s < b.length - start && a.charCodeAt(a.length - 1 - s) === b.charCodeAt(b.length - 1 - s)) s++;
+  let end = a.length - s;
+  for (let i = 0; i <= CONTEXT && end < a.length; i++) {
+    if (i === 0 && (end === 0 || a.charCodeAt(end - 1) === 10)) continue;
+    const nl = a.indexOf("\n", end);
+    end = nl < 0 ? a.length : nl + 1;
+  }
+  return [start, end, b.length - (a.length - end)];
+}
+
+function hunks(ops: Op[], a: string[], b: string[], offset: number): string {
   // Old and new line index before each op.
   const at: [number, number][] = [];
   let i = 0;
@@ -136,8 +161,8 @@ function hunks(ops: Op[], a: string[], b: string[]): string {
     const oldLen = oe - os;
     const newLen = ne - ns;
     // GNU convention: an empty side names the line before it.
-    const oldStart = oldLen === 0 ? os : os + 1;
-    const newStart = newLen === 0 ? ns : ns + 1;
+    const oldStart = offset + (oldLen === 0 ? os : os + 1);
+    const newStart = offset + (newLen === 0 ? ns : ns + 1);
     out.push(`@@ -${oldStart},${oldLen} +${newStart},${newLen} @@\n`, ...body);
   }
   return out.join("");
