@@ -58,6 +58,10 @@ async function saves(browser, w, name, lines) {
   await waitForEditor(page, (t) => t.length > 0, "the file");
   const times = [];
   const wire = [];
+  // Where a save's time goes: the save key to its first request (VS Code),
+  // to the apply leaving the browser (the stat and the diff), to the disk.
+  const toFirst = [];
+  const toApply = [];
   for (let i = 0; i < SAVES; i++) {
     const line = 1 + ((i * 7919) % lines);
     await goToLine(page, line);
@@ -65,15 +69,23 @@ async function saves(browser, w, name, lines) {
     await page.keyboard.type("x");
     const before = statSync(file).size;
     const sent0 = w.relay.sent;
+    const req0 = w.relay.requests.length;
+    const frames0 = w.relay.syncs.at(-1).up.length;
+    const wall0 = Date.now();
     const t0 = performance.now();
     await page.keyboard.press("Control+S");
     while (statSync(file).size === before) await new Promise((r) => setImmediate(r));
     times.push(performance.now() - t0);
+    const first = w.relay.requests[req0]?.at;
+    const apply = w.relay.syncs.at(-1).up.slice(frames0).find((f) => f.text?.includes('"apply"'))?.at;
+    if (first !== undefined) toFirst.push(first - wall0);
+    if (apply !== undefined) toApply.push(apply - wall0);
     // The last bytes of the save (a stat after it) come in a moment; counted for this save.
     await page.locator(".tabs-container .tab.dirty").waitFor({ state: "detached" });
     wire.push(w.relay.sent - sent0);
   }
   await page.close();
+  console.log(`  save key to its first request: median ${median(toFirst)} ms; to the apply leaving the browser: median ${median(toApply)} ms`);
   const size = statSync(file).size;
   console.log(`save of a one-character change to ${name} (${size} bytes): p50 ${median(times).toFixed(1)} ms, p99 ${pct(times, 99).toFixed(1)} ms; bytes sent per save: median ${median(wire)} (max ${Math.max(...wire)})`);
   // The peer: the same change as a whole-file PUT against the version on disk.

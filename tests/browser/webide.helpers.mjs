@@ -42,7 +42,7 @@ function takeFrames(buf) {
     const payload = Buffer.from(buf.subarray(at, at + len));
     if (mask) for (let i = 0; i < payload.length; i++) payload[i] ^= mask[i & 3];
     const opcode = buf[0] & 0x0f;
-    frames.push({ opcode, bytes: at + len, text: opcode === 1 ? payload.toString("utf8") : null });
+    frames.push({ opcode, bytes: at + len, text: opcode === 1 ? payload.toString("utf8") : null, at: Date.now() });
     buf = buf.subarray(at + len);
   }
   return [frames, buf];

@@ -28,14 +28,15 @@ interface Known {
   mtime: number;
 }
 
-/** A version the editor read, kept to diff a save against. */
+/** A version the editor read, as text, kept to diff a save against (a
+ * binary file is not kept: it is always written whole). */
 interface Read {
   oid: string;
-  bytes: Uint8Array;
+  text: string;
 }
 
-/** Reads kept to diff against, in bytes; the oldest go first past it. */
-const MAX_READS_BYTES = 64 * 1024 * 1024;
+/** Reads kept to diff against, in UTF-16 code units; the oldest go first past it. */
+const MAX_READS_UNITS = 64 * 1024 * 1024;
 /** Above this, a file is written whole (a diff would cost more than it saves). */
 const MAX_DIFF_BYTES = 16 * 1024 * 1024;
 
@@ -111,7 +112,7 @@ export class WorkspaceFs implements vscode.FileSystemProvider {
   readonly onDidChangeFile = this.emitter.event;
   private readonly known = new Map<string, Known>();
   private readonly reads = new Map<string, Read>();
-  private readsBytes = 0;
+  private readsUnits = 0;
   /** Versions this client's writes in flight will leave, by path: their
    * events may come before the apply's answer and are not news. */
   private readonly writing = new Map<string, Set<string>>();
@@ -149,12 +150,14 @@ export class WorkspaceFs implements vscode.FileSystemProvider {
   private remember(path: string, oid: string, bytes: Uint8Array): void {
     this.dropRead(path);
     if (bytes.length > MAX_DIFF_BYTES) return;
-    this.reads.set(path, { oid, bytes });
-    this.readsBytes += bytes.length;
+    const text = textOf(bytes);
+    if (text === null) return;
+    this.reads.set(path, { oid, text });
+    this.readsUnits += text.length;
     for (const [p, r] of this.reads) {
-      if (this.readsBytes <= MAX_READS_BYTES) break;
+      if (this.readsUnits <= MAX_READS_UNITS) break;
       this.reads.delete(p);
-      this.readsBytes -= r.bytes.length;
+      this.readsUnits -= r.text.length;
     }
   }
 
@@ -162,7 +165,7 @@ export class WorkspaceFs implements vscode.FileSystemProvider {
     const r = this.reads.get(path);
     if (r) {
       this.reads.delete(path);
-      this.readsBytes -= r.bytes.length;
+      this.readsUnits -= r.text.length;
     }
   }
 
@@ -285,10 +288,9 @@ export class WorkspaceFs implements vscode.FileSystemProvider {
     if (!k || !k.oid) return this.wholeWrite(path, null, content);
     const r = this.reads.get(path);
     if (r && r.oid === k.oid && content.length <= MAX_DIFF_BYTES) {
-      const before = textOf(r.bytes);
-      const after = before === null ? null : textOf(content);
-      if (before !== null && after !== null) {
-        const diff = unifiedDiff(before, after);
+      const after = textOf(content);
+      if (after !== null) {
+        const diff = unifiedDiff(r.text, after);
         if (diff === "") return null;
         if (diff.length < content.length) return { op: "patch", path, base: k.oid, diff };
       }
