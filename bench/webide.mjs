@@ -4,7 +4,7 @@
 // content on disk, with the bytes they put on the wire, beside the same
 // change sent as a whole-file PUT (what a client without patches sends).
 import { execFileSync } from "node:child_process";
-import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { launchBrowser, TOKEN } from "../tests/browser/helpers.mjs";
 import { startWebIde, openWebIde, openFromExplorer, waitForEditor, goToLine, waitForExplorer } from "../tests/browser/webide.helpers.mjs";
@@ -125,6 +125,4 @@ try {
   await browser.close();
   await w.stop();
   await small.stop();
-  rmSync(w.daemon.workspace, { recursive: true, force: true });
-  rmSync(small.daemon.workspace, { recursive: true, force: true });
 }

@@ -3,7 +3,7 @@
 // than the daemon's, which lists it in `allowed_origins`), the real daemon,
 // and helpers that drive VS Code's workbench.
 import { execFileSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, rmSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { root, startDaemon, TOKEN } from "./helpers.mjs";
@@ -144,6 +144,7 @@ export async function startWebIde({ daemonArgs = [], relay = false } = {}) {
       await counter?.close();
       await w.daemon.stop();
       await host.close();
+      rmSync(daemon.workspace, { recursive: true, force: true });
     },
   };
   return w;
