@@ -7,6 +7,10 @@ import * as vscode from "vscode";
 import { Daemon, DaemonError } from "./api";
 import { SCHEME, WorkspaceFs, pathOf } from "./files";
 import { Sync } from "./sync";
+import { Events } from "./events";
+import { registerTerminals } from "./terminals";
+import { registerPorts } from "./ports";
+import { registerIdle } from "./idle";
 
 /** What the host page hands over through its `workspaced.hostConfig` command. */
 export interface HostConfig {
@@ -82,6 +86,14 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   );
   sync.start();
   current = { daemon, fs, sync, root };
+
+  // Terminals, ports and idle: each its own module, over one event stream.
+  const events = new Events(daemon);
+  context.subscriptions.push({ dispose: () => events.stop() });
+  registerTerminals(context, daemon);
+  registerPorts(context, daemon, events);
+  registerIdle(context, daemon, events);
+  events.start();
 }
 
 export function deactivate(): void {

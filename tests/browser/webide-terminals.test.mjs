@@ -1,0 +1,276 @@
+// The Web IDE's terminals, ports and idle status (editor-assets/web-ide,
+// src/terminals.ts, ports.ts, idle.ts) in a real browser: Debian's
+// chromium, the real VS Code web build, the real daemon on another origin.
+// WebGL is off (--disable-3d-apis), so VS Code draws terminals with its DOM
+// renderer and the screen's text can be read from the page.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { launchBrowser, shot, startDaemon, staticBinary, TOKEN } from "./helpers.mjs";
+import { startWebIde, openWebIde, runCommand, openFromExplorer, waitForEditor } from "./webide.helpers.mjs";
+
+const BROWSER = { args: ["--disable-3d-apis"] };
+const OTHER_OS = "Alpine Linux v3.21 (Web IDE test)";
+
+/** The text of the terminal VS Code shows (the visible one). */
+async function terminalText(page) {
+  return page.evaluate(() => {
+    const rows = [...document.querySelectorAll(".terminal.xterm .xterm-rows")].find((r) => r.offsetParent !== null);
+    return rows ? rows.innerText.replace(/\u00a0/g, " ") : "";
+  });
+}
+
+async function waitForTerminal(page, pred, what, timeout = 20000) {
+  const deadline = Date.now() + timeout;
+  let text = "";
+  while (Date.now() < deadline) {
+    text = await terminalText(page);
+    if (pred(text)) return text;
+    await page.waitForTimeout(50);
+  }
+  await shot(page, "webide-terminals-failed");
+  throw new Error(`the terminal never showed ${what}; it shows:\n${text}`);
+}
+
+const PROMPT = (t) => /[#$] ?$/.test(t.trimEnd());
+
+/** Opens a terminal of `profile` (a label of the profile picker) and waits for its prompt. */
+async function newTerminal(page, profile = "Workspace") {
+  await runCommand(page, "Create New Terminal (With Profile)");
+  const input = page.locator(".quick-input-widget input[placeholder*='terminal profile']");
+  await input.waitFor();
+  await input.fill(profile);
+  const first = page.locator(".quick-input-list .monaco-list-row").first();
+  await first.locator(".label-name", { hasText: profile }).waitFor();
+  assert.equal((await first.locator(".label-name").innerText()).trim(), profile, "the profile is offered");
+  await page.keyboard.press("Enter");
+}
+
+/** Types a line into the focused terminal. */
+async function typeLine(page, line) {
+  await page.locator(".terminal.xterm textarea").filter({ visible: true }).first().focus();
+  await page.keyboard.type(`${line}\n`);
+}
+
+async function terminals(daemon) {
+  return (await daemon.api("/api/v1/terminals")).json();
+}
+
+async function until(pred, what, timeout = 20000) {
+  const deadline = Date.now() + timeout;
+  let last;
+  while (Date.now() < deadline) {
+    last = await pred();
+    if (last) return last;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+test("a terminal runs a command and shows its output; after a reload it is back with its output; closing its tab ends it", async () => {
+  const w = await startWebIde();
+  const browser = await launchBrowser(BROWSER);
+  try {
+    writeFileSync(path.join(w.daemon.workspace, "readme.txt"), "hello\n");
+    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    await openWebIde(page, w);
+    await newTerminal(page);
+    await waitForTerminal(page, PROMPT, "the shell's prompt");
+    const [t] = await terminals(w.daemon);
+    assert.ok(t && !t.exited, "the terminal runs in the workspace");
+    assert.equal(t.cwd, "", "at the workspace's root");
+    assert.ok(t.cols > 20 && t.rows > 5, `the terminal has the panel's size (${t.cols}x${t.rows})`);
+    await typeLine(page, "echo made-by-$((6*7)) && ls");
+    await waitForTerminal(page, (s) => s.includes("made-by-42") && s.includes("readme.txt"), "the command's output");
+    await shot(page, "webide-terminals-1-command");
+
+    // A resize of the panel reaches the terminal in the workspace.
+    await runCommand(page, "View: Toggle Maximized Panel");
+    await until(async () => (await terminals(w.daemon))[0].rows > t.rows, "the taller terminal");
+
+    await page.reload();
+    await page.waitForSelector(".explorer-folders-view .monaco-list-row", { timeout: 60000 });
+    await runCommand(page, "Terminal: Focus on Terminal View");
+    await waitForTerminal(page, (s) => s.includes("made-by-42") && s.includes("readme.txt"), "the output after the reload");
+    const after = await terminals(w.daemon);
+    assert.equal(after.length, 1, "the reload reattached, it made no new terminal");
+    assert.equal(after[0].id, t.id);
+    await typeLine(page, "echo still-$((2+3))");
+    await waitForTerminal(page, (s) => s.includes("still-5"), "a command typed after the reload");
+    await shot(page, "webide-terminals-2-reloaded");
+
+    // The user closing the tab ends the terminal in the workspace.
+    await runCommand(page, "Terminal: Kill the Active Terminal Instance");
+    await until(async () => (await terminals(w.daemon)).length === 0, "the terminal's end in the workspace");
+    assert.ok(!w.daemon.log().includes(TOKEN), "the token is not logged");
+  } finally {
+    await browser.close();
+    await w.stop();
+  }
+});
+
+test("a terminal in the second container shows that container's OS", async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "ws-webide-containers-"));
+  const osRelease = path.join(dir, "os-release");
+  writeFileSync(osRelease, `NAME="Alpine Linux"\nID=alpine\nPRETTY_NAME="${OTHER_OS}"\n`);
+  // The second container: a static daemon in its own mount namespace with another /etc/os-release.
+  const second = await startDaemon([], { GL_WORKSPACE_CONTAINER: "db", OS_RELEASE: osRelease }, {
+    bin: staticBinary,
+    launcher: ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+      'mount --bind "$OS_RELEASE" /etc/os-release && exec "$@"', "sh"],
+  });
+  const config = path.join(dir, "workspaced.toml");
+  writeFileSync(config, `[containers]\ndb = "http://${second.addr}"\n`);
+  const w = await startWebIde({ daemonArgs: ["--config", config] });
+  const browser = await launchBrowser(BROWSER);
+  try {
+    writeFileSync(path.join(w.daemon.workspace, "readme.txt"), "hello\n");
+    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    await openWebIde(page, w);
+    await newTerminal(page, "Workspace: Other Container…");
+    // The picker lists the containers with their OS.
+    const db = page.locator(".quick-input-list .monaco-list-row").filter({ hasText: OTHER_OS });
+    await db.waitFor();
+    assert.match(await db.innerText(), /^db/);
+    await db.click();
+    await waitForTerminal(page, PROMPT, "the prompt in the second container");
+    await typeLine(page, "grep PRETTY_NAME /etc/os-release");
+    await waitForTerminal(page, (s) => s.includes(`PRETTY_NAME="${OTHER_OS}"`), "the second container's OS");
+    await page.locator(".tabs-list .monaco-list-row, .terminal-tab", { hasText: "db:" }).first().waitFor().catch(() => {});
+    await shot(page, "webide-terminals-3-second-container");
+    const list = await terminals(w.daemon);
+    assert.equal(list.length, 1);
+    assert.equal(list[0].container, "db");
+    assert.ok(list[0].id.startsWith("db."), list[0].id);
+  } finally {
+    await browser.close();
+    await w.stop();
+    await second.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** A TCP forwarder listening before its target is known: the port URL template needs the daemon's reachable port. */
+async function forwarder() {
+  const fw = { target: null, sockets: new Set() };
+  const server = net.createServer((client) => {
+    if (!fw.target) { client.destroy(); return; }
+    const upstream = net.connect(fw.target.port, fw.target.host);
+    fw.sockets.add(client).add(upstream);
+    client.pipe(upstream);
+    upstream.pipe(client);
+    const end = () => { client.destroy(); upstream.destroy(); fw.sockets.delete(client); fw.sockets.delete(upstream); };
+    client.on("error", end).on("close", end);
+    upstream.on("error", end).on("close", end);
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  fw.port = server.address().port;
+  fw.close = () => new Promise((resolve) => { for (const s of fw.sockets) s.destroy(); server.close(resolve); });
+  return fw;
+}
+
+test("a server started in a terminal raises the port notification, and Open in Browser reaches it through the proxy", async () => {
+  // Ports are host-routed (`<port>-ws.localhost`, which Chromium resolves to
+  // loopback), so opening one takes the ticket flow.
+  const fw = await forwarder();
+  const w = await startWebIde({ daemonArgs: ["--port-url-template", `http://\${PORT}-ws.localhost:${fw.port}/`] });
+  const [host, port] = w.daemon.addr.split(":");
+  fw.target = { host, port: Number(port) };
+  const browser = await launchBrowser(BROWSER);
+  try {
+    const site = path.join(w.daemon.workspace, "site");
+    mkdirSync(site);
+    const marker = `served from the workspace ${Date.now()}`;
+    writeFileSync(path.join(site, "index.html"), `<!doctype html><title>site</title><p id="m">${marker}</p>\n`);
+    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    await openWebIde(page, w);
+    await newTerminal(page);
+    await waitForTerminal(page, PROMPT, "the shell's prompt");
+    await typeLine(page, "python3 -m http.server 0 --bind 127.0.0.1 --directory site");
+    await waitForTerminal(page, (s) => /Serving HTTP on 127\.0\.0\.1 port \d+/.test(s), "the server's start");
+    const served = Number(/port (\d+)/.exec(await terminalText(page))[1]);
+
+    const note = page.locator(".notifications-toasts .notification-toast", { hasText: `Port ${served}` });
+    await note.waitFor({ timeout: 20000 });
+    assert.match(await note.innerText(), /serving HTTP/);
+    await shot(page, "webide-terminals-4-port-notification");
+
+    // The ports view (in the explorer) lists it with its process and visibility.
+    const header = page.locator(".pane-header", { hasText: /^Ports/i }).first();
+    if ((await header.getAttribute("aria-expanded")) !== "true") await header.click();
+    const row = page.locator(".monaco-list-row", { hasText: String(served) }).filter({ hasText: "private" });
+    await row.first().waitFor({ timeout: 20000 });
+    assert.match(await row.first().innerText(), /python3/);
+
+    const popup = page.context().waitForEvent("page", { timeout: 20000 });
+    await note.getByRole("button", { name: "Open in Browser" }).click();
+    // VS Code asks before it opens a site outside the workbench's own.
+    const confirm = page.locator(".monaco-dialog-box .monaco-button", { hasText: /^Open$/ });
+    await Promise.race([confirm.click({ timeout: 5000 }).catch(() => {}), popup]);
+    const opened = await popup;
+    await opened.waitForLoadState();
+    await opened.locator("#m").waitFor({ timeout: 20000 });
+    assert.equal(await opened.locator("#m").innerText(), marker, "the new tab shows the server's page");
+    const url = new URL(opened.url());
+    assert.equal(url.host, `${served}-ws.localhost:${fw.port}`, "through the daemon's host-routed proxy");
+    assert.equal(url.searchParams.get("workspaced_ticket"), null, "the ticket is gone from the address bar");
+    await shot(opened, "webide-terminals-5-opened-port");
+  } finally {
+    await browser.close();
+    await w.stop();
+    await fw.close();
+  }
+});
+
+test("editor activity is reported, the idle warning's Keep working resets the countdown, and the status bar shows the workspace's health", async () => {
+  const w = await startWebIde({ daemonArgs: ["--idle-timeout", "16s", "--warn-before", "12s"] });
+  const browser = await launchBrowser(BROWSER);
+  try {
+    writeFileSync(path.join(w.daemon.workspace, "notes.txt"), "one\n");
+    const idle = async () => (await (await w.daemon.api("/api/v1/status")).json()).idle;
+    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    await openWebIde(page, w);
+
+    // The status bar: the workspace's name, its health, the time left.
+    const status = await (await w.daemon.api("/api/v1/status")).json();
+    const word = status.components.every((c) => c.state === "ready") ? "healthy" : "degraded";
+    const item = page.locator(".statusbar-item", { hasText: "browser-test" });
+    await item.first().waitFor({ timeout: 20000 });
+    await until(async () => /browser-test · (healthy|degraded) · \d+s left/.test(await item.first().innerText()), "the health and the time left");
+    assert.match(await item.first().innerText(), new RegExp(`browser-test · ${word} · \\d+s left`));
+
+    // Typing in the editor is activity: a heartbeat reaches the daemon.
+    await openFromExplorer(page, "notes.txt");
+    await waitForEditor(page, (t) => t.includes("one"), "the file");
+    const clickedEditor = Date.now();
+    await page.locator(".editor-group-container.active .monaco-editor .view-lines").first().click();
+    // The click moved the cursor, which is activity too: let its report go first.
+    await until(async () => Date.parse((await idle()).sources.heartbeat ?? 0) >= clickedEditor, "a heartbeat after the click");
+    const beforeTyping = Date.now();
+    await page.keyboard.type("typed ");
+    await waitForEditor(page, (t) => t.includes("typed"), "the typed text");
+    await until(async () => Date.parse((await idle()).sources.heartbeat ?? 0) >= beforeTyping, "a heartbeat after typing");
+
+    // Left alone, the workspace warns before it stops.
+    const warning = page.locator(".notifications-toasts .notification-toast", { hasText: "will stop" });
+    await warning.waitFor({ timeout: 30000 });
+    const warned = await idle();
+    assert.ok(warned.stop_at, "a stop is planned");
+    await shot(page, "webide-terminals-6-idle-warning");
+    const clicked = Date.now();
+    await warning.getByRole("button", { name: "Keep working" }).click();
+    const kept = await until(async () => {
+      const i = await idle();
+      return Date.parse(i.sources.heartbeat ?? 0) >= clicked ? i : null;
+    }, "the heartbeat of Keep working");
+    assert.ok(Date.parse(kept.stop_at) > Date.parse(warned.stop_at), `the stop moved later (${warned.stop_at} -> ${kept.stop_at})`);
+    assert.equal(kept.state, "active");
+    await shot(page, "webide-terminals-7-kept");
+  } finally {
+    await browser.close();
+    await w.stop();
+  }
+});
