@@ -11,49 +11,11 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { launchBrowser, shot, startDaemon, staticBinary, TOKEN } from "./helpers.mjs";
 import { startWebIde, openWebIde, runCommand, openFromExplorer, waitForEditor } from "./webide.helpers.mjs";
+import {
+  terminalText, waitForTerminal, PROMPT, newTerminal, typeLine, WEBGL_OFF as BROWSER,
+} from "./webide-terminals.helpers.mjs";
 
-const BROWSER = { args: ["--disable-3d-apis"] };
 const OTHER_OS = "Alpine Linux v3.21 (Web IDE test)";
-
-/** The text of the terminal VS Code shows (the visible one). */
-async function terminalText(page) {
-  return page.evaluate(() => {
-    const rows = [...document.querySelectorAll(".terminal.xterm .xterm-rows")].find((r) => r.offsetParent !== null);
-    return rows ? rows.innerText.replace(/\u00a0/g, " ") : "";
-  });
-}
-
-async function waitForTerminal(page, pred, what, timeout = 20000) {
-  const deadline = Date.now() + timeout;
-  let text = "";
-  while (Date.now() < deadline) {
-    text = await terminalText(page);
-    if (pred(text)) return text;
-    await page.waitForTimeout(50);
-  }
-  await shot(page, "webide-terminals-failed");
-  throw new Error(`the terminal never showed ${what}; it shows:\n${text}`);
-}
-
-const PROMPT = (t) => /[#$] ?$/.test(t.trimEnd());
-
-/** Opens a terminal of `profile` (a label of the profile picker) and waits for its prompt. */
-async function newTerminal(page, profile = "Workspace") {
-  await runCommand(page, "Create New Terminal (With Profile)");
-  const input = page.locator(".quick-input-widget input[placeholder*='terminal profile']");
-  await input.waitFor();
-  await input.fill(profile);
-  const first = page.locator(".quick-input-list .monaco-list-row").first();
-  await first.locator(".label-name", { hasText: profile }).waitFor();
-  assert.equal((await first.locator(".label-name").innerText()).trim(), profile, "the profile is offered");
-  await page.keyboard.press("Enter");
-}
-
-/** Types a line into the focused terminal. */
-async function typeLine(page, line) {
-  await page.locator(".terminal.xterm textarea").filter({ visible: true }).first().focus();
-  await page.keyboard.type(`${line}\n`);
-}
 
 async function terminals(daemon) {
   return (await daemon.api("/api/v1/terminals")).json();
@@ -106,6 +68,37 @@ test("a terminal runs a command and shows its output; after a reload it is back 
     await runCommand(page, "Terminal: Kill the Active Terminal Instance");
     await until(async () => (await terminals(w.daemon)).length === 0, "the terminal's end in the workspace");
     assert.ok(!w.daemon.log().includes(TOKEN), "the token is not logged");
+  } finally {
+    await browser.close();
+    await w.stop();
+  }
+});
+
+test("after a network drop a terminal resumes from the last byte it showed: nothing lost, nothing repeated", async () => {
+  const w = await startWebIde({ relay: true });
+  const browser = await launchBrowser(BROWSER);
+  try {
+    writeFileSync(path.join(w.daemon.workspace, "readme.txt"), "hello\n");
+    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    await openWebIde(page, w);
+    await newTerminal(page);
+    await waitForTerminal(page, PROMPT, "the shell's prompt");
+    await typeLine(page, "for i in 1 2 3 4 5 6; do echo tick-$i; sleep 0.3; done; echo finished-$((40+2))");
+    await waitForTerminal(page, (s) => /^tick-1$/m.test(s), "the first tick");
+    const [t] = await terminals(w.daemon);
+    const headsBefore = w.relay.heads.length;
+    w.relay.cut();
+    // The program goes on printing while the browser is cut off.
+    await until(async () => (await terminals(w.daemon))[0].output_offset > t.output_offset + 20, "output during the drop");
+    w.relay.resume();
+    const text = await waitForTerminal(page, (s) => s.includes("finished-42"), "the output made during the drop");
+    for (let i = 1; i <= 6; i++) {
+      assert.equal(text.match(new RegExp(`^tick-${i}$`, "gm"))?.length, 1, `tick-${i} is shown exactly once:\n${text}`);
+    }
+    const reattach = w.relay.heads.slice(headsBefore).find((h) => h.startsWith(`GET /api/v1/terminals/${t.id}/attach`));
+    assert.ok(reattach, "the terminal attached again");
+    const offset = Number(/[?&]offset=(\d+)/.exec(reattach)?.[1]);
+    assert.ok(offset > 0 && offset <= (await terminals(w.daemon))[0].output_offset, `it resumed from an offset (${reattach.split("\r\n")[0].replace(/access_token=[^&\s]+/, "access_token=...")})`);
   } finally {
     await browser.close();
     await w.stop();
@@ -172,11 +165,28 @@ async function forwarder() {
   return fw;
 }
 
+/** The ports view's row of `port`, scrolled into view as a user would (this
+ * shared machine listens on many ports, and the view draws only what fits). */
+async function portRow(page, port) {
+  const view = page.locator(".pane", { has: page.locator(".pane-header", { hasText: /^Ports/i }) }).locator(".monaco-list").first();
+  const row = view.locator(".monaco-list-row").filter({ has: page.locator(".label-name", { hasText: new RegExp(`^${port}$`) }) });
+  await view.waitFor({ timeout: 20000 });
+  await view.hover();
+  for (let i = 0; i < 200; i++) {
+    if (await row.count()) return row.first();
+    await page.mouse.wheel(0, 60);
+    await page.waitForTimeout(20);
+  }
+  throw new Error(`the ports view never showed port ${port}`);
+}
+
 test("a server started in a terminal raises the port notification, and Open in Browser reaches it through the proxy", async () => {
   // Ports are host-routed (`<port>-ws.localhost`, which Chromium resolves to
   // loopback), so opening one takes the ticket flow.
   const fw = await forwarder();
-  const w = await startWebIde({ daemonArgs: ["--port-url-template", `http://\${PORT}-ws.localhost:${fw.port}/`] });
+  const w = await startWebIde({
+    daemonArgs: ["--port-url-template", `http://\${PORT}-ws.localhost:${fw.port}/`, "--max-visibility", "internal"],
+  });
   const [host, port] = w.daemon.addr.split(":");
   fw.target = { host, port: Number(port) };
   const browser = await launchBrowser(BROWSER);
@@ -201,9 +211,8 @@ test("a server started in a terminal raises the port notification, and Open in B
     // The ports view (in the explorer) lists it with its process and visibility.
     const header = page.locator(".pane-header", { hasText: /^Ports/i }).first();
     if ((await header.getAttribute("aria-expanded")) !== "true") await header.click();
-    const row = page.locator(".monaco-list-row", { hasText: String(served) }).filter({ hasText: "private" });
-    await row.first().waitFor({ timeout: 20000 });
-    assert.match(await row.first().innerText(), /python3/);
+    const row = await portRow(page, served);
+    assert.match(await row.innerText(), /python3.*private/);
 
     const popup = page.context().waitForEvent("page", { timeout: 20000 });
     await note.getByRole("button", { name: "Open in Browser" }).click();
@@ -218,6 +227,23 @@ test("a server started in a terminal raises the port notification, and Open in B
     assert.equal(url.host, `${served}-ws.localhost:${fw.port}`, "through the daemon's host-routed proxy");
     assert.equal(url.searchParams.get("workspaced_ticket"), null, "the ticket is gone from the address bar");
     await shot(opened, "webide-terminals-5-opened-port");
+
+    // Visibility, from the row's action: above max_visibility the daemon's refusal is shown and nothing changes.
+    const setVisibility = async (level) => {
+      const r = await portRow(page, served);
+      await r.hover();
+      await r.locator(".action-label[aria-label^='Change Port Visibility']").click();
+      const pick = page.locator(".quick-input-list .monaco-list-row").filter({ has: page.getByText(level, { exact: true }) });
+      await pick.first().click();
+    };
+    const visibility = async () => (await (await w.daemon.api("/api/v1/ports")).json()).find((p) => p.port === served).visibility;
+    await setVisibility("public");
+    await page.locator(".notifications-toasts .notification-toast", { hasText: "does not allow ports to be public" }).waitFor({ timeout: 20000 });
+    assert.equal(await visibility(), "private");
+    await setVisibility("internal");
+    await until(async () => (await visibility()) === "internal", "the port's new visibility");
+    await until(async () => /internal/.test(await (await portRow(page, served)).innerText()), "the row's new visibility");
+    await shot(page, "webide-terminals-6-visibility");
   } finally {
     await browser.close();
     await w.stop();
@@ -259,7 +285,7 @@ test("editor activity is reported, the idle warning's Keep working resets the co
     await warning.waitFor({ timeout: 30000 });
     const warned = await idle();
     assert.ok(warned.stop_at, "a stop is planned");
-    await shot(page, "webide-terminals-6-idle-warning");
+    await shot(page, "webide-terminals-7-idle-warning");
     const clicked = Date.now();
     await warning.getByRole("button", { name: "Keep working" }).click();
     const kept = await until(async () => {
@@ -268,7 +294,7 @@ test("editor activity is reported, the idle warning's Keep working resets the co
     }, "the heartbeat of Keep working");
     assert.ok(Date.parse(kept.stop_at) > Date.parse(warned.stop_at), `the stop moved later (${warned.stop_at} -> ${kept.stop_at})`);
     assert.equal(kept.state, "active");
-    await shot(page, "webide-terminals-7-kept");
+    await shot(page, "webide-terminals-8-kept");
   } finally {
     await browser.close();
     await w.stop();

@@ -155,12 +155,12 @@ export class Idle {
     const stopAt = s.idle.stop_at ? Date.parse(s.idle.stop_at) : NaN;
     const left = Number.isNaN(stopAt) ? "" : s.idle.state === "idle" ? " · idle" : ` · ${timeLeft(stopAt - Date.now())} left`;
     this.item.text = `$(${h.icon}) ${s.workspace.name} · ${h.word}${left}`;
-    const tip = new vscode.MarkdownString();
-    tip.appendMarkdown(`**Workspace ${s.workspace.name}**: ${h.word}\n\n`);
-    for (const c of s.components) tip.appendMarkdown(`- ${c.name}: ${c.state}${c.restarts ? `, ${c.restarts} restarts` : ""}\n`);
-    tip.appendMarkdown(
-      Number.isNaN(stopAt) ? "\nNo idle stop is planned." : `\nStops at ${new Date(stopAt).toLocaleTimeString()} unless there is activity.`,
-    );
+    // Plain text: names come from the workspace's configuration, not markup.
+    const tip = [
+      `Workspace ${s.workspace.name}: ${h.word}`,
+      ...s.components.map((c) => `${c.name}: ${c.state}${c.restarts ? `, ${c.restarts} restarts` : ""}`),
+      Number.isNaN(stopAt) ? "No idle stop is planned." : `Stops at ${new Date(stopAt).toLocaleTimeString()} unless there is activity.`,
+    ].join("\n");
     this.item.tooltip = tip;
     this.item.backgroundColor =
       h.word === "crashed" ? new vscode.ThemeColor("statusBarItem.errorBackground") : h.word === "healthy" ? undefined : new vscode.ThemeColor("statusBarItem.warningBackground");

@@ -65,17 +65,16 @@ export class Ports implements vscode.TreeDataProvider<PortInfo> {
     const item = new vscode.TreeItem(label(p), vscode.TreeItemCollapsibleState.None);
     const process = p.process ?? (p.address === null ? "not listening" : "");
     item.description = [process, p.visibility].filter(Boolean).join(" · ");
-    item.tooltip = new vscode.MarkdownString(
-      [
-        `**Port ${p.port}**${p.name ? ` (${p.name})` : ""}`,
-        p.process ? `Process: \`${p.process}\`${p.pid ? ` (pid ${p.pid})` : ""}` : "",
-        `Visibility: ${p.visibility}, ${VISIBILITY_TEXT[p.visibility] ?? ""}`,
-        p.http === true ? "Serves HTTP" : p.http === false ? "Not HTTP" : "",
-        `URL: ${p.url}`,
-      ]
-        .filter(Boolean)
-        .join("\n\n"),
-    );
+    // Plain text: a command line is the workspace's to write, never markup for the editor to render.
+    item.tooltip = [
+      `Port ${p.port}${p.name ? ` (${p.name})` : ""}`,
+      p.process ? `Process: ${p.process}${p.pid ? ` (pid ${p.pid})` : ""}` : "",
+      `Visibility: ${p.visibility}, ${VISIBILITY_TEXT[p.visibility] ?? ""}`,
+      p.http === true ? "Serves HTTP" : p.http === false ? "Not HTTP" : "",
+      `URL: ${p.url}`,
+    ]
+      .filter(Boolean)
+      .join("\n");
     item.iconPath = new vscode.ThemeIcon(p.address === null ? "circle-outline" : p.visibility === "public" ? "globe" : "plug");
     item.contextValue = `port.${p.visibility}${p.http === false ? ".nothttp" : ""}`;
     item.id = String(p.port);
