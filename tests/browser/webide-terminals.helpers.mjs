@@ -3,7 +3,6 @@
 // picker, type into it, read what it shows.
 import assert from "node:assert/strict";
 import { shot } from "./helpers.mjs";
-import { runCommand } from "./webide.helpers.mjs";
 
 /** Chromium without WebGL: VS Code then draws terminals with its DOM renderer, whose text the page holds. */
 export const WEBGL_OFF = { args: ["--disable-3d-apis"] };
@@ -32,12 +31,31 @@ export const PROMPT = (t) => /[#$] ?$/.test(t.trimEnd());
 
 /** Opens a terminal of `profile` (a label of the profile picker). */
 export async function newTerminal(page, profile = "Workspace") {
-  // The profiles are offered once the extension is active, which its status bar item shows.
-  await page.locator(".statusbar-item", { hasText: " · " }).first().waitFor({ timeout: 30000 });
-  await runCommand(page, "Create New Terminal (With Profile)");
-  const input = page.locator(".quick-input-widget input[placeholder*='terminal profile']");
-  await input.waitFor();
-  await input.fill(profile);
+  // VS Code offers the command once it has taken in the extension's
+  // profiles, which can come after the workbench shows: ask until it does.
+  const label = "Create New Terminal (With Profile)";
+  const input = page.locator(".quick-input-widget input");
+  const row = page.locator(`.quick-input-list .monaco-list-row[aria-label*="${label}"]`).first();
+  const deadline = Date.now() + 60000;
+  for (;;) {
+    await page.keyboard.press("F1");
+    await input.waitFor();
+    await input.fill(`>${label}`);
+    try {
+      await row.waitFor({ timeout: 3000 });
+      break;
+    } catch (e) {
+      await page.keyboard.press("Escape");
+      if (Date.now() > deadline) {
+        await shot(page, "webide-terminals-failed");
+        throw e;
+      }
+    }
+  }
+  await page.keyboard.press("Enter");
+  const picker = page.locator(".quick-input-widget input[placeholder*='terminal profile']");
+  await picker.waitFor();
+  await picker.fill(profile);
   const first = page.locator(".quick-input-list .monaco-list-row").first();
   await first.locator(".label-name", { hasText: profile }).waitFor();
   assert.equal((await first.locator(".label-name").innerText()).trim(), profile, "the profile is offered");

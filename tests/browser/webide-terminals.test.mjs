@@ -74,34 +74,74 @@ test("a terminal runs a command and shows its output; after a reload it is back 
   }
 });
 
+/** A TCP forwarder in front of the daemon, listening before its target is
+ * known (a port URL template needs the daemon's reachable port). It keeps
+ * the first request head of every connection (`heads`) and can cut every
+ * connection and refuse new ones for a while (`cut()`, `resume()`), as a
+ * network drop does. */
+async function forwarder(target = null) {
+  const fw = { target, sockets: new Set(), heads: [], refusing: false };
+  const server = net.createServer((client) => {
+    if (!fw.target || fw.refusing) { client.destroy(); return; }
+    const upstream = net.connect(fw.target.port, fw.target.host);
+    fw.sockets.add(client).add(upstream);
+    let head = Buffer.alloc(0);
+    client.on("data", (d) => {
+      if (head === null) return;
+      head = Buffer.concat([head, d]);
+      const end = head.indexOf("\r\n\r\n");
+      if (end >= 0) { fw.heads.push(head.subarray(0, end).toString("latin1")); head = null; }
+    });
+    client.pipe(upstream);
+    upstream.pipe(client);
+    const end = () => { client.destroy(); upstream.destroy(); fw.sockets.delete(client); fw.sockets.delete(upstream); };
+    client.on("error", end).on("close", end);
+    upstream.on("error", end).on("close", end);
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  fw.port = server.address().port;
+  fw.cut = () => { fw.refusing = true; for (const s of fw.sockets) s.destroy(); };
+  fw.resume = () => { fw.refusing = false; };
+  fw.close = () => new Promise((resolve) => { for (const s of fw.sockets) s.destroy(); server.close(resolve); });
+  return fw;
+}
+
+/** `host:port` as the forwarder's target. */
+function targetOf(addr) {
+  const i = addr.lastIndexOf(":");
+  return { host: addr.slice(0, i), port: Number(addr.slice(i + 1)) };
+}
+
 test("after a network drop a terminal resumes from the last byte it showed: nothing lost, nothing repeated", async () => {
-  const w = await startWebIde({ relay: true });
+  const w = await startWebIde();
+  const fw = await forwarder(targetOf(w.daemon.addr));
   const browser = await launchBrowser(BROWSER);
   try {
     writeFileSync(path.join(w.daemon.workspace, "readme.txt"), "hello\n");
     const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-    await openWebIde(page, w);
+    await openWebIde(page, w, { url: `http://127.0.0.1:${fw.port}/` });
     await newTerminal(page);
     await waitForTerminal(page, PROMPT, "the shell's prompt");
     await typeLine(page, "for i in 1 2 3 4 5 6; do echo tick-$i; sleep 0.3; done; echo finished-$((40+2))");
     await waitForTerminal(page, (s) => /^tick-1$/m.test(s), "the first tick");
     const [t] = await terminals(w.daemon);
-    const headsBefore = w.relay.heads.length;
-    w.relay.cut();
+    const headsBefore = fw.heads.length;
+    fw.cut();
     // The program goes on printing while the browser is cut off.
     await until(async () => (await terminals(w.daemon))[0].output_offset > t.output_offset + 20, "output during the drop");
-    w.relay.resume();
+    fw.resume();
     const text = await waitForTerminal(page, (s) => s.includes("finished-42"), "the output made during the drop");
     for (let i = 1; i <= 6; i++) {
       assert.equal(text.match(new RegExp(`^tick-${i}$`, "gm"))?.length, 1, `tick-${i} is shown exactly once:\n${text}`);
     }
-    const reattach = w.relay.heads.slice(headsBefore).find((h) => h.startsWith(`GET /api/v1/terminals/${t.id}/attach`));
+    const reattach = fw.heads.slice(headsBefore).find((h) => h.startsWith(`GET /api/v1/terminals/${t.id}/attach`));
     assert.ok(reattach, "the terminal attached again");
     const offset = Number(/[?&]offset=(\d+)/.exec(reattach)?.[1]);
     assert.ok(offset > 0 && offset <= (await terminals(w.daemon))[0].output_offset, `it resumed from an offset (${reattach.split("\r\n")[0].replace(/access_token=[^&\s]+/, "access_token=...")})`);
   } finally {
     await browser.close();
     await w.stop();
+    await fw.close();
   }
 });
 
@@ -116,7 +156,8 @@ test("a terminal in the second container shows that container's OS", async () =>
       'mount --bind "$OS_RELEASE" /etc/os-release && exec "$@"', "sh"],
   });
   const config = path.join(dir, "workspaced.toml");
-  writeFileSync(config, `[containers]\ndb = "http://${second.addr}"\n`);
+  // A third container whose daemon does not answer (nothing listens on the discard port).
+  writeFileSync(config, `[containers]\ndb = "http://${second.addr}"\ngone = "http://127.0.0.1:9"\n`);
   const w = await startWebIde({ daemonArgs: ["--config", config] });
   const browser = await launchBrowser(BROWSER);
   try {
@@ -138,6 +179,15 @@ test("a terminal in the second container shows that container's OS", async () =>
     assert.equal(list.length, 1);
     assert.equal(list[0].container, "db");
     assert.ok(list[0].id.startsWith("db."), list[0].id);
+
+    // A container that does not answer: the picker says so, and a terminal there says why it has no shell.
+    await newTerminal(page, "Workspace: Other Container…");
+    const gone = page.locator(".quick-input-list .monaco-list-row").filter({ hasText: /^gone/ });
+    await gone.waitFor();
+    assert.match(await gone.innerText(), /unreachable/);
+    await gone.click();
+    await waitForTerminal(page, (s) => /could not start a terminal: .*gone/.test(s.replace(/\n/g, "")), "why the terminal could not start");
+    assert.equal((await terminals(w.daemon)).length, 1, "no terminal was made");
   } finally {
     await browser.close();
     await w.stop();
@@ -146,37 +196,22 @@ test("a terminal in the second container shows that container's OS", async () =>
   }
 });
 
-/** A TCP forwarder listening before its target is known: the port URL template needs the daemon's reachable port. */
-async function forwarder() {
-  const fw = { target: null, sockets: new Set() };
-  const server = net.createServer((client) => {
-    if (!fw.target) { client.destroy(); return; }
-    const upstream = net.connect(fw.target.port, fw.target.host);
-    fw.sockets.add(client).add(upstream);
-    client.pipe(upstream);
-    upstream.pipe(client);
-    const end = () => { client.destroy(); upstream.destroy(); fw.sockets.delete(client); fw.sockets.delete(upstream); };
-    client.on("error", end).on("close", end);
-    upstream.on("error", end).on("close", end);
-  });
-  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-  fw.port = server.address().port;
-  fw.close = () => new Promise((resolve) => { for (const s of fw.sockets) s.destroy(); server.close(resolve); });
-  return fw;
-}
-
-/** The ports view's row of `port`, scrolled into view as a user would (this
- * shared machine listens on many ports, and the view draws only what fits). */
+/** The ports view's row of `port`, brought into view with the keyboard as a
+ * user would (this shared machine listens on many ports, and the view draws
+ * only the rows that fit). */
 async function portRow(page, port) {
   const view = page.locator(".pane", { has: page.locator(".pane-header", { hasText: /^Ports/i }) }).locator(".monaco-list").first();
   const row = view.locator(".monaco-list-row").filter({ has: page.locator(".label-name", { hasText: new RegExp(`^${port}$`) }) });
-  await view.waitFor({ timeout: 20000 });
-  await view.hover();
-  for (let i = 0; i < 200; i++) {
+  await view.locator(".monaco-list-row").first().waitFor({ timeout: 20000 });
+  if (await row.count()) return row.first();
+  await view.locator(".monaco-list-row").first().click();
+  await page.keyboard.press("Home");
+  for (let i = 0; i < 500; i++) {
+    await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => r())));
     if (await row.count()) return row.first();
-    await page.mouse.wheel(0, 60);
-    await page.waitForTimeout(20);
+    await page.keyboard.press("ArrowDown");
   }
+  await shot(page, "webide-terminals-failed");
   throw new Error(`the ports view never showed port ${port}`);
 }
 
@@ -187,8 +222,7 @@ test("a server started in a terminal raises the port notification, and Open in B
   const w = await startWebIde({
     daemonArgs: ["--port-url-template", `http://\${PORT}-ws.localhost:${fw.port}/`, "--max-visibility", "internal"],
   });
-  const [host, port] = w.daemon.addr.split(":");
-  fw.target = { host, port: Number(port) };
+  fw.target = targetOf(w.daemon.addr);
   const browser = await launchBrowser(BROWSER);
   try {
     const site = path.join(w.daemon.workspace, "site");

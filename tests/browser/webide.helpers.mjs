@@ -48,15 +48,14 @@ function takeFrames(buf) {
 
 /** A TCP relay in front of the daemon. It counts the bytes the browser sends
  * (`sent`), records the request head and the frames of every sync WebSocket
- * (`syncs`: [{ head, up: [frame], down: [frame] }]) and the first request head
- * of every connection (`heads`), and can cut every
+ * (`syncs`: [{ head, up: [frame], down: [frame] }]), and can cut every
  * connection and refuse new ones for a while (`cut()`, `resume()`), as a
  * network drop does. */
 export async function countingRelay(target) {
   const i = target.lastIndexOf(":");
   const [host, port] = [target.slice(0, i), Number(target.slice(i + 1))];
   const sockets = new Set();
-  const relay = { sent: 0, received: 0, syncs: [], heads: [], refusing: false };
+  const relay = { sent: 0, received: 0, syncs: [], refusing: false };
   const server = net.createServer((client) => {
     if (relay.refusing) { client.destroy(); return; }
     const upstream = net.connect(port, host);
@@ -72,7 +71,6 @@ export async function countingRelay(target) {
         const end = head.indexOf("\r\n\r\n");
         if (end < 0) return;
         const text = head.subarray(0, end).toString("latin1");
-        relay.heads.push(text);
         if (/^GET \/api\/v1\/sync[?\s]/.test(text)) {
           sync = { head: text, up: [], down: [] };
           relay.syncs.push(sync);
