@@ -85,7 +85,6 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     { dispose: () => sync.stop() },
   );
   sync.start();
-  current = { daemon, fs, sync, root };
 
   // Terminals, ports and idle: each its own module, over one event stream.
   const events = new Events(daemon);
@@ -94,6 +93,8 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   registerPorts(context, daemon, events);
   registerIdle(context, daemon, events);
   events.start();
+
+  current = { daemon, fs, sync, root };
 }
 
 export function deactivate(): void {
