@@ -21,8 +21,7 @@ export const staticBinary = path.join(target, "x86_64-unknown-linux-musl", "debu
 
 /** Starts workspaced on 127.0.0.1:0 with extra flags; resolves once it serves.
  * `launcher` is a command that ends by exec'ing its arguments (the binary and its flags). */
-export async function startDaemon(args = [], env = {}, { launcher = [], bin = binary } = {}) {
-  const workspace = mkdtempSync(path.join(tmpdir(), "ws-browser-"));
+export async function startDaemon(args = [], env = {}, { launcher = [], bin = binary, workspace = mkdtempSync(path.join(tmpdir(), "ws-browser-")) } = {}) {
   const state = mkdtempSync(path.join(tmpdir(), "ws-state-"));
   const argv = [...launcher, bin];
   const child = spawn(argv[0], [...argv.slice(1), "serve", "--listen", "127.0.0.1:0", "--workspace", workspace,

@@ -11,8 +11,10 @@ import { startHost } from "../../editor-assets/web-ide/host/serve.mjs";
 
 export const webIde = path.join(root, "editor-assets/web-ide");
 
-/** The VS Code build's directory (scripts/webide-dist.sh caches it by version). */
+/** The VS Code build's directory (scripts/webide-dist.sh caches it by
+ * version; WEBIDE_VSCODE names another, e.g. to compare builds). */
 export function vscodeDist() {
+  if (process.env.WEBIDE_VSCODE) return process.env.WEBIDE_VSCODE;
   return execFileSync("sh", [path.join(root, "scripts/webide-dist.sh")], { encoding: "utf8" }).trim();
 }
 
@@ -52,35 +54,41 @@ function takeFrames(buf) {
  * connection and refuse new ones for a while (`cut()`, `resume()`), as a
  * network drop does. */
 export async function countingRelay(target) {
-  const i = target.lastIndexOf(":");
-  const [host, port] = [target.slice(0, i), Number(target.slice(i + 1))];
   const sockets = new Set();
-  const relay = { sent: 0, received: 0, syncs: [], refusing: false };
+  const relay = { sent: 0, received: 0, syncs: [], requests: [], refusing: false, target };
   const server = net.createServer((client) => {
     if (relay.refusing) { client.destroy(); return; }
-    const upstream = net.connect(port, host);
+    const i = relay.target.lastIndexOf(":");
+    const upstream = net.connect(Number(relay.target.slice(i + 1)), relay.target.slice(0, i));
     sockets.add(client).add(upstream);
-    let head = Buffer.alloc(0);
+    // What the browser sends: HTTP requests one after another (their bodies
+    // by Content-Length), until an upgrade; then WebSocket frames.
+    let mode = "http";
     let sync = null;
     let up = Buffer.alloc(0);
     let down = Buffer.alloc(0);
     client.on("data", (d) => {
       relay.sent += d.length;
-      if (sync === null && head !== null) {
-        head = Buffer.concat([head, d]);
-        const end = head.indexOf("\r\n\r\n");
+      if (mode === "opaque") return;
+      up = Buffer.concat([up, d]);
+      while (mode === "http") {
+        const end = up.indexOf("\r\n\r\n");
         if (end < 0) return;
-        const text = head.subarray(0, end).toString("latin1");
-        if (/^GET \/api\/v1\/sync[?\s]/.test(text)) {
+        const text = up.subarray(0, end).toString("latin1");
+        const length = Number(/\r\ncontent-length:\s*(\d+)/i.exec(text)?.[1] ?? 0);
+        if (up.length < end + 4 + length) return;
+        const line = text.slice(0, text.indexOf("\r\n"));
+        relay.requests.push({ line: line.replace(/access_token=[^&\s]*/, "access_token=..."), bytes: end + 4 + length, at: Date.now() });
+        up = up.subarray(end + 4 + length);
+        if (/^GET \/api\/v1\/sync[?\s]/.test(line)) {
           sync = { head: text, up: [], down: [] };
           relay.syncs.push(sync);
-          up = head.subarray(end + 4);
+          mode = "ws";
+        } else if (/\r\nupgrade:/i.test(text)) {
+          mode = "opaque";
         }
-        head = null;
-      } else if (sync) {
-        up = Buffer.concat([up, d]);
       }
-      if (sync) { const [f, rest] = takeFrames(up); sync.up.push(...f); up = rest; }
+      if (mode === "ws") { const [f, rest] = takeFrames(up); sync.up.push(...f); up = rest; }
     });
     upstream.on("data", (d) => {
       relay.received += d.length;
@@ -112,11 +120,19 @@ export async function startWebIde({ daemonArgs = [], relay = false } = {}) {
   buildExtension();
   const host = await startHost({ port: 0, vscode: vscodeDist() });
   const origin = new URL(host.url).origin;
-  const daemon = await startDaemon(["--allowed-origins", origin, ...daemonArgs]);
+  const args = ["--allowed-origins", origin, ...daemonArgs];
+  const daemon = await startDaemon(args);
   const counter = relay ? await countingRelay(daemon.addr) : null;
   const daemonUrl = `http://${counter ? counter.addr : daemon.addr}/`;
-  return {
+  const w = {
     host, daemon, origin, relay: counter, daemonUrl,
+    /** Stops the daemon and starts another on the same workspace (a new
+     * run: another epoch), which the relay then reaches. */
+    restartDaemon: async () => {
+      await w.daemon.stop();
+      w.daemon = await startDaemon(args, {}, { workspace: daemon.workspace });
+      counter.target = w.daemon.addr;
+    },
     /** The host page's URL with the daemon and a credential in its fragment. */
     pageUrl: ({ credential = TOKEN, url = daemonUrl } = {}) => {
       const f = new URLSearchParams();
@@ -126,10 +142,11 @@ export async function startWebIde({ daemonArgs = [], relay = false } = {}) {
     },
     stop: async () => {
       await counter?.close();
-      await daemon.stop();
+      await w.daemon.stop();
       await host.close();
     },
   };
+  return w;
 }
 
 const EXPLORER_ROW = ".explorer-folders-view .monaco-list-row";

@@ -4,10 +4,13 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { execFileSync } from "node:child_process";
+import { createHmac } from "node:crypto";
+import { tmpdir } from "node:os";
+import { mkdtempSync, rmSync } from "node:fs";
 import path from "node:path";
 import { launchBrowser, shot } from "./helpers.mjs";
 import {
-  startWebIde, openWebIde, explorerNames, openFromExplorer, waitForEditor, waitForDisk, waitForExplorer, goToLine,
+  startWebIde, openWebIde, explorerNames, openFromExplorer, waitForEditor, waitForDisk, waitForExplorer, goToLine, runCommand,
 } from "./webide.helpers.mjs";
 
 /** About 1 MB of numbered lines. */
@@ -91,6 +94,7 @@ test("a one-line change to a 1 MB file is saved as a small patch, and the disk h
     await page.keyboard.type("EDITED ");
     await waitForEditor(page, (t) => t.includes("EDITED line 12345"), "the typed text");
     const sentBefore = w.relay.sent;
+    const requestsBefore = w.relay.requests.length;
     const framesBefore = w.relay.syncs.flatMap((s) => s.up).length;
     await page.keyboard.press("Control+S");
     const expected = before.replace("line 12345 of", "EDITED line 12345 of");
@@ -104,8 +108,21 @@ test("a one-line change to a 1 MB file is saved as a small patch, and the disk h
     assert.equal(msg.changes[0].op, "patch", "the save is a patch, not the file");
     assert.equal(msg.changes[0].path, "big.txt");
     assert.ok(applies[0].bytes < 2048, `the patch is under 2 KiB on the wire (${applies[0].bytes} bytes)`);
-    assert.ok(sent < 4096, `the whole save sent ${sent} bytes to the daemon`);
-    console.log(`save of a one-line change to a ${before.length}-byte file: apply frame ${applies[0].bytes} bytes, ${sent} bytes sent in all`);
+    const requests = w.relay.requests.slice(requestsBefore);
+    assert.ok(requests.every((r) => r.bytes < 2048), `no request of the save carries the file: ${JSON.stringify(requests)}`);
+    // The save's own event comes back (with this client's origin) and is not
+    // taken for a change on disk: the editor does not download the file again.
+    const sync = w.relay.syncs.at(-1);
+    await waitForDisk(() => sync.down.some((f) => f.text?.includes('"changed"') && f.text.includes('"big.txt"')), (x) => x, "the save's event");
+    await goToLine(page, 2);
+    await page.keyboard.type("AGAIN ");
+    await page.keyboard.press("Control+S");
+    await waitForDisk(() => readFileSync(file, "utf8"), (t) => t.includes("AGAIN line 00002"), "the second save");
+    const echo = w.relay.syncs.flatMap((x) => x.down).find((f) => f.text?.includes('"changed"') && f.text.includes('"big.txt"'));
+    assert.match(echo.text, /"origin":"[^"]+"/, "the event names its origin");
+    const reads = w.relay.requests.slice(requestsBefore).filter((r) => r.line.startsWith("GET /api/v1/files/big.txt"));
+    assert.deepEqual(reads, [], "the saved file is not read again");
+    console.log(`save of a one-line change to a ${before.length}-byte file: apply frame ${applies[0].bytes} bytes, ${sent} bytes sent in all (${requests.map((r) => r.line.split("?")[0]).join(", ")})`);
     await shot(page, "webide-3-big-saved");
   } finally {
     await browser.close();
@@ -196,6 +213,199 @@ test("a save while the file changed on disk shows VS Code's conflict flow, and o
     // Overwrite: the compare editor's own action.
     await page.locator(".action-label[aria-label^='Use your changes and overwrite file contents']").first().click();
     await waitForDisk(() => readFileSync(file, "utf8"), (t) => t === "mine one\ntwo\n", "the user's version after overwrite");
+  } finally {
+    await browser.close();
+    await w.stop();
+  }
+});
+
+test("new files, folders, renames, deletes and binary copies from the explorer reach the disk", async () => {
+  const w = await startWebIde();
+  const browser = await launchBrowser();
+  try {
+    const ws = w.daemon.workspace;
+    const binary = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0, 1, 2, 0xff, 0xfe, 0, 10, 13, 0x80]);
+    writeFileSync(path.join(ws, "image.bin"), binary);
+    writeFileSync(path.join(ws, "old-name.txt"), "kept through the rename\n");
+    writeFileSync(path.join(ws, "doomed.txt"), "to be deleted\n");
+    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    await openWebIde(page, w);
+    const row = (name) => page.locator(`.explorer-folders-view .monaco-list-row[aria-label^="${name}"]`).first();
+    const input = page.locator(".explorer-folders-view .monaco-inputbox input");
+    // The explorer's title actions show while the pointer is over it.
+    const action = async (label) => {
+      await page.locator(".explorer-folders-view").hover();
+      await page.locator(`.explorer-viewlet .action-label[aria-label^='${label}']`).first().click();
+    };
+    const exists = (p) => { try { readFileSync(path.join(ws, p)); return true; } catch { return false; } };
+
+    // A new file, typed and saved: created, then written.
+    await action("New File");
+    await input.fill("created.txt");
+    await page.keyboard.press("Enter");
+    await page.locator(".tabs-container .tab[aria-label^='created.txt']").waitFor();
+    await waitForDisk(() => readFileSync(path.join(ws, "created.txt"), "utf8"), (t) => t === "", "the new, empty file");
+    await page.locator(".editor-group-container.active .monaco-editor.focused").waitFor();
+    await page.keyboard.type("typed into a new file");
+    await waitForEditor(page, (t) => t.includes("typed into a new file"), "the typed text");
+    await page.keyboard.press("Control+S");
+    await waitForDisk(() => readFileSync(path.join(ws, "created.txt"), "utf8"), (t) => t === "typed into a new file", "the new file's content");
+
+    // A new folder.
+    await action("New Folder");
+    await input.fill("made-dir");
+    await page.keyboard.press("Enter");
+    await waitForExplorer(page, "made-dir");
+    await waitForDisk(() => execFileSync("test", ["-d", path.join(ws, "made-dir")]), () => true, "the new folder");
+
+    // A rename.
+    await row("old-name.txt").click();
+    await page.keyboard.press("F2");
+    await input.fill("new-name.txt");
+    await page.keyboard.press("Enter");
+    await waitForExplorer(page, "new-name.txt");
+    await waitForDisk(() => readFileSync(path.join(ws, "new-name.txt"), "utf8"), (t) => t === "kept through the rename\n", "the renamed file");
+    assert.ok(!exists("old-name.txt"), "the old name is gone");
+
+    // A delete, confirmed in VS Code's dialog.
+    await row("doomed.txt").click();
+    await page.keyboard.press("Delete");
+    await page.locator(".monaco-dialog-box .monaco-button", { hasText: /^Delete$/ }).click();
+    await waitForDisk(() => exists("doomed.txt"), (e) => e === false, "the deleted file gone");
+
+    // A binary file copied and pasted: written whole, byte for byte.
+    await page.context().grantPermissions(["clipboard-read", "clipboard-write"], { origin: w.origin });
+    await row("image.bin").click();
+    await page.keyboard.press("Control+C");
+    await page.keyboard.press("Control+V");
+    await waitForDisk(() => readFileSync(path.join(ws, "image copy.bin")), (b) => b.equals(binary), "the binary copy");
+    await shot(page, "webide-7-explorer-ops");
+  } finally {
+    await browser.close();
+    await w.stop();
+  }
+});
+
+/** An HS256 JWT of the owner for the test daemon ("browser-test"), ending in `ttl` seconds. */
+function ownerJwt(secret, ttl) {
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
+  const body = `${b64({ alg: "HS256", typ: "JWT" })}.${b64({ sub: "tester", role: "owner", aud: "browser-test", exp: Math.floor(Date.now() / 1000) + ttl })}`;
+  return `${body}.${createHmac("sha256", secret).update(body).digest("base64url")}`;
+}
+
+test("a credential that expires while the Web IDE is open: the save says so and nothing is lost", async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "webide-jwt-"));
+  const secret = "a-test-secret-of-the-browser-tests-0123456789";
+  writeFileSync(path.join(dir, "secret"), secret);
+  const w = await startWebIde({ relay: true, daemonArgs: ["--jwt-secret-file", path.join(dir, "secret")] });
+  const browser = await launchBrowser();
+  try {
+    const file = path.join(w.daemon.workspace, "kept.txt");
+    writeFileSync(file, "on disk\n");
+    // The daemon takes it until 30 s (its leeway) after its exp.
+    const jwt = ownerJwt(secret, 8);
+    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    await openWebIde(page, w, { credential: jwt });
+    await openFromExplorer(page, "kept.txt");
+    await waitForEditor(page, (t) => t.includes("on disk"), "the file");
+    await goToLine(page, 1);
+    await page.keyboard.type("unsaved work ");
+    await waitForEditor(page, (t) => t.includes("unsaved work on disk"), "the edit");
+
+    // Until the daemon refuses the JWT.
+    const status = () => fetch(`${w.daemonUrl}api/v1/status`, { headers: { Authorization: `Bearer ${jwt}` } }).then((r) => r.status);
+    for (let s = await status(); s !== 401; s = await status()) await page.waitForTimeout(200);
+
+    await page.keyboard.press("Control+S");
+    const note = page.locator(".notifications-toasts .notification-toast", { hasText: /Failed to save 'kept.txt'.*refused the credential/ });
+    await note.waitFor({ timeout: 20000 });
+    await shot(page, "webide-8-expired");
+    assert.ok(w.relay.syncs.length <= 3, `the sync connection is not reopened in a loop (${w.relay.syncs.length} times)`);
+    assert.equal(readFileSync(file, "utf8"), "on disk\n", "nothing was written");
+    assert.ok(await page.locator(".tabs-container .tab.dirty[aria-label^='kept.txt']").isVisible(), "the edit is still in the editor, unsaved");
+    await waitForEditor(page, (t) => t.includes("unsaved work on disk"), "the edit, kept");
+    assert.ok(!w.daemon.log().includes(jwt), "the JWT is not logged");
+  } finally {
+    await browser.close();
+    await w.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("after a daemon restart (resync) the open file is read again", async () => {
+  const w = await startWebIde({ relay: true });
+  const browser = await launchBrowser();
+  try {
+    const file = path.join(w.daemon.workspace, "open.txt");
+    writeFileSync(file, "before the restart\n");
+    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    await openWebIde(page, w);
+    await openFromExplorer(page, "open.txt");
+    await waitForEditor(page, (t) => t.includes("before the restart"), "the file");
+    const syncsBefore = w.relay.syncs.length;
+    w.relay.cut();
+    await w.restartDaemon();
+    // Changed before the client is back; the new run cannot replay its log to a client of the old one.
+    writeFileSync(file, "changed while the daemon was down\n");
+    w.relay.resume();
+    await waitForEditor(page, (t) => t.includes("changed while the daemon was down"), "the file read again");
+    const again = w.relay.syncs.slice(syncsBefore);
+    assert.match(again[0].head, /[?&]epoch=/, "the client asked to resume its old run");
+    assert.ok(again.flatMap((s) => s.down).some((f) => f.text?.includes('"resync"')), "the new run answered resync");
+  } finally {
+    await browser.close();
+    await w.stop();
+  }
+});
+
+test("deleting a folder deletes its files and says plainly that the API leaves the folder", async () => {
+  const w = await startWebIde();
+  const browser = await launchBrowser();
+  try {
+    const ws = w.daemon.workspace;
+    mkdirSync(path.join(ws, "old", "inner"), { recursive: true });
+    writeFileSync(path.join(ws, "old", "a.txt"), "a\n");
+    writeFileSync(path.join(ws, "old", "inner", "b.txt"), "b\n");
+    writeFileSync(path.join(ws, "keep.txt"), "kept\n");
+    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    await openWebIde(page, w);
+    await page.locator(`.explorer-folders-view .monaco-list-row[aria-label^="old"]`).first().click();
+    await page.keyboard.press("Delete");
+    await page.locator(".monaco-dialog-box .monaco-button", { hasText: /^Delete$/ }).click();
+    const exists = (p) => { try { readFileSync(path.join(ws, p)); return true; } catch { return false; } };
+    await waitForDisk(() => exists("old/a.txt") || exists("old/inner/b.txt"), (e) => e === false, "the folder's files gone");
+    // VS Code shows a failed delete in a dialog.
+    const dialog = page.locator(".monaco-dialog-box", { hasText: "cannot remove the folder itself" });
+    await dialog.waitFor({ timeout: 20000 });
+    await shot(page, "webide-9-folder-delete");
+    await dialog.locator(".monaco-button", { hasText: /^Cancel$/ }).click();
+    assert.equal(readFileSync(path.join(ws, "keep.txt"), "utf8"), "kept\n", "nothing else is touched");
+  } finally {
+    await browser.close();
+    await w.stop();
+  }
+});
+
+test("a file under a folder git ignores opens by its path", async () => {
+  const w = await startWebIde();
+  const browser = await launchBrowser();
+  try {
+    const ws = w.daemon.workspace;
+    execFileSync("git", ["init", "-q"], { cwd: ws });
+    writeFileSync(path.join(ws, ".gitignore"), "build/\n");
+    mkdirSync(path.join(ws, "build"));
+    writeFileSync(path.join(ws, "build", "out.txt"), "an ignored build output\n");
+    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    await openWebIde(page, w);
+    assert.ok(!(await explorerNames(page)).includes("build"), "the explorer leaves out what git ignores");
+    await runCommand(page, "File: Open File...");
+    const input = page.locator(".quick-input-widget input");
+    await input.fill("/build/out.txt");
+    // The dialog has looked the folder up (a stat of an ignored path) when it lists it.
+    await page.locator(".quick-input-list .monaco-list-row", { hasText: "out.txt" }).waitFor();
+    await page.locator(".quick-input-widget .monaco-button", { hasText: /^OK$/ }).click();
+    await page.locator(".tabs-container .tab[aria-label^='out.txt']").waitFor({ timeout: 20000 });
+    await waitForEditor(page, (t) => t.includes("an ignored build output"), "the ignored file");
   } finally {
     await browser.close();
     await w.stop();

@@ -101,6 +101,8 @@ async function start(cfg) {
     commands: [{ id: "workspaced.hostConfig", handler: () => ({ daemon: cfg.daemon, credential: cfg.credential }) }],
     configurationDefaults: {
       "workbench.startupEditor": "none",
+      // A save is the user's act: what reaches the disk, and when a conflict is shown, follows it.
+      "files.autoSave": "off",
       "security.workspace.trust.enabled": false,
       "workbench.tips.enabled": false,
       "extensions.ignoreRecommendations": true,

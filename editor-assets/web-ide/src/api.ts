@@ -47,6 +47,22 @@ export class Daemon {
     this.base = url;
   }
 
+  /** When the credential stops being valid (a JWT's `exp`, in ms), or null
+   * (the owner token, or a JWT without a readable `exp`). Read, not
+   * verified: the daemon verifies; this only says when to stop using a
+   * WebSocket that was opened with it, which the daemon does not end. */
+  credentialExpiry(): number | null {
+    const parts = this.credential.split(".");
+    if (parts.length !== 3) return null;
+    try {
+      const json = atob(parts[1].replace(/-/g, "+").replace(/_/g, "/"));
+      const exp = (JSON.parse(json) as { exp?: unknown }).exp;
+      return typeof exp === "number" && Number.isFinite(exp) ? exp * 1000 : null;
+    } catch {
+      return null;
+    }
+  }
+
   /** `rel` is relative to the daemon's base, without a leading `/` (`api/v1/tree?path=`). */
   url(rel: string): URL {
     return new URL(rel, this.base);

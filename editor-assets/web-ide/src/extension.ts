@@ -95,6 +95,8 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   events.start();
 
   current = { daemon, fs, sync, root };
+  // Terminals, ports, idle and the status bar register here, each from its
+  // own module, with `current` and `context`.
 }
 
 export function deactivate(): void {

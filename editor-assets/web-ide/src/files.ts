@@ -78,6 +78,16 @@ function base64(bytes: Uint8Array): string {
   return btoa(s);
 }
 
+/** The git blob id of `bytes` (what the daemon calls a version). */
+async function blobOid(bytes: Uint8Array): Promise<string> {
+  const head = new TextEncoder().encode(`blob ${bytes.length}\0`);
+  const all = new Uint8Array(head.length + bytes.length);
+  all.set(head);
+  all.set(bytes, head.length);
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-1", all));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 function oidOfEtag(etag: string | null): string | null {
   if (!etag) return null;
   return etag.replace(/^W\//, "").replace(/"/g, "").trim() || null;
@@ -102,6 +112,9 @@ export class WorkspaceFs implements vscode.FileSystemProvider {
   private readonly known = new Map<string, Known>();
   private readonly reads = new Map<string, Read>();
   private readsBytes = 0;
+  /** Versions this client's writes in flight will leave, by path: their
+   * events may come before the apply's answer and are not news. */
+  private readonly writing = new Map<string, Set<string>>();
 
   constructor(
     private readonly daemon: Daemon,
@@ -157,8 +170,10 @@ export class WorkspaceFs implements vscode.FileSystemProvider {
     return { type: fileType(k.kind), ctime: 0, mtime: k.mtime, size: k.size };
   }
 
-  private async list(path: string, recursive = false): Promise<TreeEntry[]> {
-    const q = new URLSearchParams({ path, recursive: String(recursive), ignored: "false" });
+  /** A directory's entries. The explorer lists without what git ignores (the
+   * sync socket reports no change there); a lookup of one path needs them all. */
+  private async list(path: string, ignored = false): Promise<TreeEntry[]> {
+    const q = new URLSearchParams({ path, recursive: "false", ignored: String(ignored) });
     const { body } = await this.daemon.json<Tree>(`api/v1/tree?${q}`);
     for (const e of body.entries) this.note(e.path, e.kind, e.oid ?? null, e.size);
     return body.entries;
@@ -189,7 +204,7 @@ export class WorkspaceFs implements vscode.FileSystemProvider {
       // 400: a directory (or something else that is not a file); the parent's listing says.
       const k = this.known.get(path);
       if (k?.kind === "dir") return this.stat0(k);
-      const entry = (await this.list(parentOf(path))).find((e) => e.path === path);
+      const entry = (await this.list(parentOf(path), true)).find((e) => e.path === path);
       if (!entry) throw vscode.FileSystemError.FileNotFound(uri);
       return this.stat0(this.known.get(path)!);
     } catch (e) {
@@ -233,6 +248,10 @@ export class WorkspaceFs implements vscode.FileSystemProvider {
     const change = this.changeFor(path, k, content);
     // The disk already holds exactly this content.
     if (change === null) return;
+    const expected = await blobOid(content);
+    const pending = this.writing.get(path) ?? new Set<string>();
+    pending.add(expected);
+    this.writing.set(path, pending);
     try {
       let outcome = await this.applier.apply([change]);
       if ("conflicts" in outcome && change.op === "patch" && outcome.conflicts.every((c) => c.code === "patch_does_not_apply")) {
@@ -255,6 +274,9 @@ export class WorkspaceFs implements vscode.FileSystemProvider {
       }
     } catch (e) {
       throw toFsError(e, uri);
+    } finally {
+      pending.delete(expected);
+      if (pending.size === 0 && this.writing.get(path) === pending) this.writing.delete(path);
     }
   }
 
@@ -367,8 +389,9 @@ export class WorkspaceFs implements vscode.FileSystemProvider {
     const mine = "origin" in frame && frame.origin !== undefined && frame.origin === this.applier.clientId();
     if (frame.type === "changed") {
       const before = this.known.get(frame.path);
-      // Our own apply, already recorded with the version it wrote: not news.
+      // Our own apply, recorded (or about to be) with the version it wrote: not news.
       if (mine && before?.oid === (frame.oid ?? null)) return;
+      if (mine && frame.oid !== undefined && this.writing.get(frame.path)?.has(frame.oid)) return;
       const news = this.note(frame.path, frame.kind, frame.oid ?? null, frame.size);
       if (!news && before) return;
       this.emitter.fire([{ type: before ? vscode.FileChangeType.Changed : vscode.FileChangeType.Created, uri: this.uri(frame.path) }]);

@@ -35,6 +35,7 @@ export class Sync {
   private retryTimer: ReturnType<typeof setTimeout> | null = null;
   private stopped = false;
   private readonly helloWaiters: (() => void)[] = [];
+  private expiryTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(
     private readonly daemon: Daemon,
@@ -56,9 +57,17 @@ export class Sync {
     this.connect();
   }
 
+  /** True once the credential has passed its expiry: nothing more goes over
+   * a socket it opened, so the daemon judges every change afresh. */
+  private expired(): boolean {
+    const exp = this.daemon.credentialExpiry();
+    return exp !== null && Date.now() >= exp;
+  }
+
   stop(): void {
     this.stopped = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
     this.ws?.close();
     this.ws = null;
     this.failPending(new DaemonError("closed", "the Web IDE was closed", 0));
@@ -74,13 +83,8 @@ export class Sync {
     this.ws = ws;
     ws.onmessage = (ev) => {
       if (typeof ev.data !== "string") return;
-      let frame: SyncFrame;
-      try {
-        frame = JSON.parse(ev.data) as SyncFrame;
-      } catch {
-        return;
-      }
-      this.onFrame(frame);
+      const frame = parseFrame(ev.data);
+      if (frame) this.onFrame(frame);
     };
     ws.onclose = () => {
       if (this.ws !== ws) return;
@@ -95,20 +99,30 @@ export class Sync {
 
   private async retry(): Promise<void> {
     if (this.stopped) return;
+    if (this.expired()) {
+      this.giveUp(new DaemonError("credential_expired", "the credential has expired: open the Web IDE again from the workspace's page", 401));
+      return;
+    }
     // A refused upgrade looks like any drop to a page: ask the daemon why.
     try {
       await this.daemon.request("api/v1/status");
     } catch (e) {
       if (e instanceof DaemonError && e.isCredential) {
-        this.stopped = true;
-        this.handlers.onState(false, e);
-        for (const w of this.helloWaiters.splice(0)) w();
+        this.giveUp(e);
         return;
       }
     }
     const wait = this.retryMs;
     this.retryMs = Math.min(RETRY_MAX_MS, this.retryMs * 2);
     this.retryTimer = setTimeout(() => this.connect(), wait);
+  }
+
+  /** The credential is no good: stop, and say so once. Applies go over
+   * HTTP from now on, so the daemon refuses them with its own words. */
+  private giveUp(e: DaemonError): void {
+    this.stopped = true;
+    this.handlers.onState(false, e);
+    for (const w of this.helloWaiters.splice(0)) w();
   }
 
   private onFrame(frame: SyncFrame): void {
@@ -119,6 +133,7 @@ export class Sync {
         if (!resumed) this.seq = frame.seq;
         this.epoch = frame.epoch;
         this.retryMs = RETRY_MIN_MS;
+        this.closeAtExpiry();
         this.handlers.onState(true);
         for (const w of this.helloWaiters.splice(0)) w();
         return;
@@ -149,6 +164,19 @@ export class Sync {
     }
   }
 
+  private closeAtExpiry(): void {
+    const exp = this.daemon.credentialExpiry();
+    if (exp === null) return;
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    // setTimeout's delay is a 32-bit signed count of ms.
+    const wait = Math.min(Math.max(0, exp - Date.now()), 2 ** 31 - 1);
+    this.expiryTimer = setTimeout(() => {
+      // The daemon does not end a WebSocket when the JWT that opened it expires.
+      if (this.expired()) this.ws?.close();
+      else this.closeAtExpiry();
+    }, wait);
+  }
+
   private failPending(e: Error): void {
     for (const [id, p] of this.pending) {
       clearTimeout(p.timer);
@@ -159,7 +187,7 @@ export class Sync {
 
   async apply(changes: Change[]): Promise<ApplyOutcome> {
     const ws = this.ws;
-    if (!ws || ws.readyState !== WebSocket.OPEN || !this.client) return this.applyHttp(changes);
+    if (!ws || ws.readyState !== WebSocket.OPEN || !this.client || this.expired()) return this.applyHttp(changes);
     const id = this.nextId++;
     return new Promise<ApplyOutcome>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -179,5 +207,41 @@ export class Sync {
     });
     if (status === 409) return { conflicts: body.conflicts ?? [] };
     return { results: body.results ?? [] };
+  }
+}
+
+/** A frame from the daemon, or null when it is not one this client can act
+ * on (bytes from a peer are checked before they are used). */
+export function parseFrame(text: string): SyncFrame | null {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (typeof v !== "object" || v === null) return null;
+  const f = v as Record<string, unknown>;
+  const str = (k: string) => typeof f[k] === "string";
+  const seq = typeof f.seq === "number" && Number.isSafeInteger(f.seq) && f.seq >= 0;
+  switch (f.type) {
+    case "hello":
+      return str("client") && str("epoch") && seq ? (v as SyncFrame) : null;
+    case "changed":
+      return seq && str("path") && str("kind") && typeof f.size === "number" && (f.oid === undefined || str("oid")) ? (v as SyncFrame) : null;
+    case "deleted":
+      return seq && str("path") && str("kind") ? (v as SyncFrame) : null;
+    case "git":
+      return seq ? (v as SyncFrame) : null;
+    case "applied":
+      return Array.isArray(f.results) ? (v as SyncFrame) : null;
+    case "conflict":
+      return Array.isArray(f.conflicts) ? (v as SyncFrame) : null;
+    case "error":
+      return typeof f.error === "object" && f.error !== null ? (v as SyncFrame) : null;
+    case "resync":
+    case "shutdown":
+      return v as SyncFrame;
+    default:
+      return null;
   }
 }
