@@ -32,48 +32,6 @@ async function until(pred, what, timeout = 20000) {
   throw new Error(`timed out waiting for ${what}`);
 }
 
-test("a terminal runs a command and shows its output; after a reload it is back with its output; closing its tab ends it", async () => {
-  const w = await startWebIde();
-  const browser = await launchBrowser(BROWSER);
-  try {
-    writeFileSync(path.join(w.daemon.workspace, "readme.txt"), "hello\n");
-    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-    await openWebIde(page, w);
-    await newTerminal(page);
-    await waitForTerminal(page, PROMPT, "the shell's prompt");
-    const [t] = await terminals(w.daemon);
-    assert.ok(t && !t.exited, "the terminal runs in the workspace");
-    assert.equal(t.cwd, "", "at the workspace's root");
-    assert.ok(t.cols > 20 && t.rows > 5, `the terminal has the panel's size (${t.cols}x${t.rows})`);
-    await typeLine(page, "echo made-by-$((6*7)) && ls");
-    await waitForTerminal(page, (s) => s.includes("made-by-42") && s.includes("readme.txt"), "the command's output");
-    await shot(page, "webide-terminals-1-command");
-
-    // A resize of the panel reaches the terminal in the workspace.
-    await runCommand(page, "View: Toggle Maximized Panel");
-    await until(async () => (await terminals(w.daemon))[0].rows > t.rows, "the taller terminal");
-
-    await page.reload();
-    await page.waitForSelector(".explorer-folders-view .monaco-list-row", { timeout: 60000 });
-    await runCommand(page, "Terminal: Focus on Terminal View");
-    await waitForTerminal(page, (s) => s.includes("made-by-42") && s.includes("readme.txt"), "the output after the reload");
-    const after = await terminals(w.daemon);
-    assert.equal(after.length, 1, "the reload reattached, it made no new terminal");
-    assert.equal(after[0].id, t.id);
-    await typeLine(page, "echo still-$((2+3))");
-    await waitForTerminal(page, (s) => s.includes("still-5"), "a command typed after the reload");
-    await shot(page, "webide-terminals-2-reloaded");
-
-    // The user closing the tab ends the terminal in the workspace.
-    await runCommand(page, "Terminal: Kill the Active Terminal Instance");
-    await until(async () => (await terminals(w.daemon)).length === 0, "the terminal's end in the workspace");
-    assert.ok(!w.daemon.log().includes(TOKEN), "the token is not logged");
-  } finally {
-    await browser.close();
-    await w.stop();
-  }
-});
-
 /** A TCP forwarder in front of the daemon, listening before its target is
  * known (a port URL template needs the daemon's reachable port). It keeps
  * the first request head of every connection (`heads`) and can cut every
@@ -111,6 +69,53 @@ function targetOf(addr) {
   const i = addr.lastIndexOf(":");
   return { host: addr.slice(0, i), port: Number(addr.slice(i + 1)) };
 }
+
+test("a terminal runs a command and shows its output; after a reload it is back with its output; closing its tab ends it", async () => {
+  const w = await startWebIde();
+  const fw = await forwarder(targetOf(w.daemon.addr));
+  const browser = await launchBrowser(BROWSER);
+  try {
+    writeFileSync(path.join(w.daemon.workspace, "readme.txt"), "hello\n");
+    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    await openWebIde(page, w, { url: `http://127.0.0.1:${fw.port}/` });
+    await newTerminal(page);
+    await waitForTerminal(page, PROMPT, "the shell's prompt");
+    const [t] = await terminals(w.daemon);
+    assert.ok(t && !t.exited, "the terminal runs in the workspace");
+    assert.equal(t.cwd, "", "at the workspace's root");
+    assert.ok(t.cols > 20 && t.rows > 5, `the terminal has the panel's size (${t.cols}x${t.rows})`);
+    await typeLine(page, "echo made-by-$((6*7)) && ls");
+    await waitForTerminal(page, (s) => s.includes("made-by-42") && s.includes("readme.txt"), "the command's output");
+    await shot(page, "webide-terminals-1-command");
+
+    // A resize of the panel reaches the terminal in the workspace.
+    await runCommand(page, "View: Toggle Maximized Panel");
+    await until(async () => (await terminals(w.daemon))[0].rows > t.rows, "the taller terminal");
+
+    const headsBefore = fw.heads.length;
+    await page.reload();
+    await page.waitForSelector(".explorer-folders-view .monaco-list-row", { timeout: 60000 });
+    await runCommand(page, "Terminal: Focus on Terminal View");
+    await waitForTerminal(page, (s) => s.includes("made-by-42") && s.includes("readme.txt"), "the output after the reload");
+    const after = await terminals(w.daemon);
+    assert.equal(after.length, 1, "the reload reattached, it made no new terminal");
+    assert.equal(after[0].id, t.id);
+    const reattach = fw.heads.slice(headsBefore).find((h) => h.startsWith(`GET /api/v1/terminals/${t.id}/attach`));
+    assert.ok(reattach && !/[?&]offset=/.test(reattach.split("\r\n")[0]), "after a reload it attaches without an offset: the daemon replays the screen");
+    await typeLine(page, "echo still-$((2+3))");
+    await waitForTerminal(page, (s) => s.includes("still-5"), "a command typed after the reload");
+    await shot(page, "webide-terminals-2-reloaded");
+
+    // The user closing the tab ends the terminal in the workspace.
+    await runCommand(page, "Terminal: Kill the Active Terminal Instance");
+    await until(async () => (await terminals(w.daemon)).length === 0, "the terminal's end in the workspace");
+    assert.ok(!w.daemon.log().includes(TOKEN), "the token is not logged");
+  } finally {
+    await browser.close();
+    await w.stop();
+    await fw.close();
+  }
+});
 
 test("after a network drop a terminal resumes from the last byte it showed: nothing lost, nothing repeated", async () => {
   const w = await startWebIde();
