@@ -49,12 +49,13 @@ export async function startDaemon(args = [], env = {}, { launcher = [], bin = bi
   };
 }
 
-/** Launches Debian's chromium; `env` replaces its environment (a HOME with an NSS db that trusts a test CA). */
-export async function launchBrowser({ env } = {}) {
+/** Launches Debian's chromium; `env` replaces its environment (a HOME with an NSS db that trusts a test CA),
+ * `args` are more flags. */
+export async function launchBrowser({ env, args = [] } = {}) {
   return chromium.launch({
     executablePath: "/usr/bin/chromium",
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-      "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"],
+      "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic", ...args],
     ...(env ? { env } : {}),
   });
 }

@@ -7,6 +7,10 @@ import * as vscode from "vscode";
 import { Daemon, DaemonError } from "./api";
 import { SCHEME, WorkspaceFs, pathOf } from "./files";
 import { Sync } from "./sync";
+import { Events } from "./events";
+import { registerTerminals } from "./terminals";
+import { registerPorts } from "./ports";
+import { registerIdle } from "./idle";
 
 /** What the host page hands over through its `workspaced.hostConfig` command. */
 export interface HostConfig {
@@ -81,6 +85,15 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     { dispose: () => sync.stop() },
   );
   sync.start();
+
+  // Terminals, ports and idle: each its own module, over one event stream.
+  const events = new Events(daemon);
+  context.subscriptions.push({ dispose: () => events.stop() });
+  registerTerminals(context, daemon);
+  registerPorts(context, daemon, events);
+  registerIdle(context, daemon, events);
+  events.start();
+
   current = { daemon, fs, sync, root };
   // Terminals, ports, idle and the status bar register here, each from its
   // own module, with `current` and `context`.
