@@ -400,9 +400,13 @@ test("a file under a folder git ignores opens by its path", async () => {
     assert.ok(!(await explorerNames(page)).includes("build"), "the explorer leaves out what git ignores");
     await runCommand(page, "File: Open File...");
     const input = page.locator(".quick-input-widget input");
+    // The dialog lists the root first; a path typed before then is replaced
+    // by the dialog's own start value ("/").
+    await page.locator(".quick-input-list .monaco-list-row", { hasText: ".gitignore" }).waitFor();
     await input.fill("/build/out.txt");
     // The dialog has looked the folder up (a stat of an ignored path) when it lists it.
     await page.locator(".quick-input-list .monaco-list-row", { hasText: "out.txt" }).waitFor();
+    assert.equal(await input.inputValue(), "/build/out.txt", "the dialog kept the typed path");
     await page.locator(".quick-input-widget .monaco-button", { hasText: /^OK$/ }).click();
     await page.locator(".tabs-container .tab[aria-label^='out.txt']").waitFor({ timeout: 20000 });
     await waitForEditor(page, (t) => t.includes("an ignored build output"), "the ignored file");
