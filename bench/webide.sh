@@ -11,8 +11,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet -p workspaced --bin workspaced
+(cd editor-assets/web-ide && npm ci --no-audit --no-fund --silent)
 sh scripts/webide-dist.sh >/dev/null
 (cd tests/browser && npm ci --no-audit --no-fund --silent)
-(cd editor-assets/web-ide && npm ci --no-audit --no-fund --silent)
 WORKSPACED_BUILD_PROFILE=release node bench/webide.mjs
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
