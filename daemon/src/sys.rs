@@ -1,10 +1,39 @@
 //! The few system calls the `nix` crate does not wrap for a raw descriptor
 //! owned by another crate (portable-pty's master), and the one step run in a
-//! child between fork and exec, and the allocator's tuning and trim. Each
-//! is one small function.
+//! child between fork and exec, the allocator's tuning and trim, and the
+//! PTY master's non-blocking twin for the runtime. Each is one small
+//! function.
 #![allow(unsafe_code)]
 
-use std::os::fd::RawFd;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+use tokio::io::unix::AsyncFd;
+
+/// A second descriptor of `fd` (close-on-exec), non-blocking, registered
+/// with the runtime's reactor. `fd` shares the open file, so it becomes
+/// non-blocking too. Needs a runtime.
+pub fn nonblocking_twin(fd: RawFd) -> std::io::Result<AsyncFd<OwnedFd>> {
+    // SAFETY: fcntl with F_DUPFD_CLOEXEC only reads `fd` (EBADF when closed)
+    // and returns a new descriptor or -1.
+    let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if dup < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `dup` was just created and nothing else owns it.
+    let dup = unsafe { OwnedFd::from_raw_fd(dup) };
+    nix::fcntl::fcntl(
+        &dup,
+        nix::fcntl::FcntlArg::F_SETFL(
+            nix::fcntl::OFlag::from_bits_retain(nix::fcntl::fcntl(
+                &dup,
+                nix::fcntl::FcntlArg::F_GETFL,
+            )?) | nix::fcntl::OFlag::O_NONBLOCK,
+        ),
+    )?;
+    // SAFETY: the descriptor is owned by the `AsyncFd`, which deregisters it
+    // before closing it on drop; nothing else can close it meanwhile.
+    unsafe { AsyncFd::register(dup) }.map_err(|e| e.into_parts().1)
+}
 
 /// Whether the terminal is in "canonical mode with echo off" (a password
 /// prompt). `None` when the descriptor cannot be queried.

@@ -1,7 +1,8 @@
 //! Terminals: PTYs whose output is kept (a byte ring and a headless terminal
 //! emulator) whether or not anyone watches, so a reload gets exact bytes or
-//! the current screen. Blocking PTY I/O runs on dedicated threads; clients
-//! pull from the ring at their own pace. Flow control is a real terminal's:
+//! the current screen. The PTY is read and written by the async runtime
+//! (only the child's reaping has a thread); clients pull from the ring at
+//! their own pace. Flow control is a real terminal's:
 //! the PTY is read only as fast as the fastest reading client takes output,
 //! and a client that stops reading is skipped ahead instead of waited for.
 
@@ -12,11 +13,11 @@ pub mod ring;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -181,13 +182,14 @@ pub struct Terminal {
     emulator: Mutex<Emulator>,
     /// The emulator's progress, for the reader's trimming.
     parsed: AtomicU64,
-    /// Signalled (with `output`) when a client takes output or leaves while
-    /// the reader is held.
-    paced: Condvar,
+    /// Signalled (under `output`) when a client takes output or leaves
+    /// while the reader is held.
+    paced: Notify,
     /// Bumped whenever output arrives or the terminal exits.
     pub changed: watch::Sender<u64>,
     pub control: broadcast::Sender<Control>,
-    input: mpsc::Sender<Vec<u8>>,
+    /// Input from several clients goes to the PTY one message at a time.
+    input: tokio::sync::Mutex<()>,
     pty: process::Pty,
     /// Cancelled when the daemon shuts down: clients are told and closed.
     pub closing: CancellationToken,
@@ -250,7 +252,12 @@ impl Terminal {
 
     /// Sends input bytes to the terminal (waits only while the PTY is full).
     pub async fn write(&self, bytes: Vec<u8>) {
-        let _ = self.input.send(bytes).await;
+        let order = self.input.lock().await;
+        let written = self.pty.write_all(&bytes).await;
+        drop(order);
+        if written.is_ok() {
+            self.check_mode();
+        }
     }
 
     /// Resizes the PTY and the emulator together, at one output offset, so
@@ -305,51 +312,76 @@ impl Terminal {
         }
     }
 
-    /// Appends output (called by the PTY reader), skips ahead the clients
+    /// Appends output (called by the PTY reader task), skips ahead the clients
     /// that stopped reading, and returns once the terminal may read again:
     /// at once unless every reading client has more than its queue unsent
     /// (or one is far behind), as a real terminal blocks a program whose
     /// output nobody takes.
-    fn append(&self, data: &[u8]) {
-        let mut out = self.output.lock().unwrap();
-        out.ring.push(data);
+    async fn append(self: &Arc<Self>, data: &[u8]) {
+        {
+            let mut out = self.output.lock().unwrap();
+            out.ring.push(data);
+        }
         self.changed.send_modify(|v| *v += 1);
         loop {
-            let now = Instant::now();
-            let end = out.end();
-            let (mut readers, mut all_full, mut far_behind) = (0usize, true, false);
-            for c in out.clients.values_mut() {
-                let unsent = end.saturating_sub(c.cursor);
-                if c.reading(now) {
-                    readers += 1;
-                    all_full &= unsent > c.queue;
-                    far_behind |= unsent > c.queue.saturating_mul(HARD_QUEUE_FACTOR);
-                } else if unsent > c.queue {
-                    // Its task is stuck sending; it learns on waking.
-                    c.cursor = end;
-                    c.skipped = true;
+            // Registered under the lock, before it is released: a client
+            // that takes output afterwards wakes it (`notify_waiters`).
+            let paced = self.paced.notified();
+            tokio::pin!(paced);
+            {
+                let mut out = self.output.lock().unwrap();
+                if !self.must_hold(&mut out) {
+                    out.held = false;
+                    break;
                 }
+                out.held = true;
+                paced.as_mut().enable();
             }
-            if readers == 0 || !(all_full || far_behind) || out.exited.is_some() {
-                break;
-            }
-            out.held = true;
-            out = self.paced.wait_timeout(out, HOLD_RECHECK).unwrap().0;
+            let _ = tokio::time::timeout(HOLD_RECHECK, paced).await;
         }
-        out.held = false;
-        self.trim(&mut out);
-        let unparsed = out
-            .end()
-            .saturating_sub(self.parsed.load(Ordering::Acquire));
-        let parse_to = (unparsed > out.keep.saturating_add(PARSE_SLACK))
-            .then(|| out.end().saturating_sub(out.keep));
-        drop(out);
+        let parse_to = {
+            let mut out = self.output.lock().unwrap();
+            self.trim(&mut out);
+            let unparsed = out
+                .end()
+                .saturating_sub(self.parsed.load(Ordering::Acquire));
+            (unparsed > out.keep.saturating_add(PARSE_SLACK))
+                .then(|| out.end().saturating_sub(out.keep))
+        };
         if let Some(until) = parse_to {
-            let mut emu = self.emulator.lock().unwrap();
-            self.catch_up(&mut emu, until);
-            drop(emu);
-            self.trim(&mut self.output.lock().unwrap());
+            // Parsing a megabyte takes milliseconds: off the runtime.
+            let t = Arc::clone(self);
+            let _ = tokio::task::spawn_blocking(move || {
+                let mut emu = t.emulator.lock().unwrap();
+                t.catch_up(&mut emu, until);
+                drop(emu);
+                t.trim(&mut t.output.lock().unwrap());
+            })
+            .await;
         }
+    }
+
+    /// Skips ahead the clients that stopped reading, and says whether the
+    /// reader must wait: while every reading client has more than its queue
+    /// unsent (or one is far behind), as a real terminal blocks a program
+    /// whose output nobody takes.
+    fn must_hold(&self, out: &mut Output) -> bool {
+        let now = Instant::now();
+        let end = out.end();
+        let (mut readers, mut all_full, mut far_behind) = (0usize, true, false);
+        for c in out.clients.values_mut() {
+            let unsent = end.saturating_sub(c.cursor);
+            if c.reading(now) {
+                readers += 1;
+                all_full &= unsent > c.queue;
+                far_behind |= unsent > c.queue.saturating_mul(HARD_QUEUE_FACTOR);
+            } else if unsent > c.queue {
+                // Its task is stuck sending; it learns on waking.
+                c.cursor = end;
+                c.skipped = true;
+            }
+        }
+        readers > 0 && (all_full || far_behind) && out.exited.is_none()
     }
 
     /// Drops output that is neither scrollback, nor unsent to a client, nor
@@ -418,7 +450,7 @@ impl Terminal {
         c.idle = sent == 0;
         let exited = (c.cursor == end).then(|| exited.clone()).flatten();
         if *held && sent > 0 {
-            self.paced.notify_all();
+            self.paced.notify_waiters();
         }
         Step {
             lagged,
@@ -441,7 +473,7 @@ impl Terminal {
         let mut out = self.output.lock().unwrap();
         out.clients.remove(&key);
         if out.held {
-            self.paced.notify_all();
+            self.paced.notify_waiters();
         }
     }
 
@@ -597,7 +629,7 @@ impl Terminals {
         Ok(terminal)
     }
 
-    /// Starts the process and its threads of a terminal within a reserved slot.
+    /// Starts the process, its waiter thread and reader task within a reserved slot.
     fn start(
         &self,
         root: &Root,
@@ -620,7 +652,6 @@ impl Terminals {
         });
         let (changed, _) = watch::channel(0);
         let (control, _) = broadcast::channel(16);
-        let (input_tx, input_rx) = mpsc::channel(256);
         let terminal = Arc::new(Terminal {
             id: id.clone(),
             pid: spawned.pid,
@@ -641,20 +672,14 @@ impl Terminals {
             paced: Default::default(),
             changed,
             control,
-            input: input_tx,
+            input: Default::default(),
             pty: spawned.pty,
             closing: self.shutdown.child_token(),
         });
-        let exited = process::start_io(
-            &terminal,
-            spawned.reader,
-            spawned.writer,
-            input_rx,
-            self.output_activity.get().cloned(),
-        )
-        .map_err(|e| {
-            CreateError::Internal(anyhow::Error::from(e).context("start the terminal's threads"))
-        })?;
+        let exited =
+            process::start_io(&terminal, self.output_activity.get().cloned()).map_err(|e| {
+                CreateError::Internal(anyhow::Error::from(e).context("start the terminal's thread"))
+            })?;
         Ok((terminal, exited))
     }
 

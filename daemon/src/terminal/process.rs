@@ -1,8 +1,10 @@
-//! OS glue for terminals: the PTY, the child's session, and the threads that
-//! move bytes between the PTY and the async world.
+//! OS glue for terminals: the PTY, the child's session, the thread that
+//! reaps the child, and the task that reads the PTY. The PTY's master is
+//! non-blocking and driven by the async runtime: a keystroke and its echo
+//! cross no thread of the daemon's (PROTOCOL.md's echo latency).
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +14,8 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 use portable_pty::{native_pty_system, CommandBuilder, MasterPty, PtySize};
-use tokio::sync::{mpsc, oneshot};
+use tokio::io::unix::AsyncFd;
+use tokio::sync::oneshot;
 
 use super::{ExitStatus, Terminal};
 
@@ -20,6 +23,10 @@ use super::{ExitStatus, Terminal};
 pub struct Pty {
     master: std::sync::Mutex<Box<dyn MasterPty + Send>>,
     fd: Option<i32>,
+    /// A second descriptor of the master, non-blocking (which the master's
+    /// own descriptor then is too: they share the open file), registered
+    /// with the runtime: output is read and input written through it.
+    io: AsyncFd<OwnedFd>,
 }
 
 impl Pty {
@@ -35,13 +42,40 @@ impl Pty {
             .resize(size(cols, rows))
             .map_err(std::io::Error::other)
     }
+
+    /// Writes all of `bytes` to the PTY, waiting while its input is full.
+    /// An error means the terminal is gone (its slave side closed).
+    pub async fn write_all(&self, mut bytes: &[u8]) -> std::io::Result<()> {
+        while !bytes.is_empty() {
+            let mut ready = self.io.writable().await?;
+            match ready.try_io(|fd| Ok(nix::unistd::write(fd.get_ref(), bytes)?)) {
+                Ok(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(Ok(n)) => bytes = bytes.get(n..).unwrap_or_default(),
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_would_block) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads what the PTY has into `buf`, waiting until it has some. `Ok(0)`
+    /// or an error (EIO once the slave side is closed) is the end.
+    async fn read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let mut ready = self.io.readable().await?;
+            match ready.try_io(|fd| Ok(nix::unistd::read(fd.get_ref(), buf)?)) {
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Ok(r) => return r,
+                Err(_would_block) => {}
+            }
+        }
+    }
 }
 
 pub struct Spawned {
     pub pid: u32,
     pub pty: Pty,
-    pub reader: Box<dyn Read + Send>,
-    pub writer: Box<dyn Write + Send>,
 }
 
 fn size(cols: u16, rows: u16) -> PtySize {
@@ -84,17 +118,29 @@ pub fn spawn(
     let pid = child.process_id().context("the child has a pid")?;
     // The child is reaped by pid (waitpid) so that its signal can be named.
     drop(child);
-    let reader = pair.master.try_clone_reader().context("pty reader")?;
-    let writer = pair.master.take_writer().context("pty writer")?;
+    // Not portable-pty's reader and writer: they block, and its writer
+    // sends the shell an end of file when dropped.
+    let io = pair
+        .master
+        .as_raw_fd()
+        .ok_or_else(|| std::io::Error::other("the pty master has no descriptor"))
+        .and_then(crate::sys::nonblocking_twin);
+    let io = match io {
+        Ok(io) => io,
+        Err(e) => {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            reap(Pid::from_raw(pid as i32));
+            return Err(anyhow::Error::from(e).context("make the pty non-blocking"));
+        }
+    };
     let fd = pair.master.as_raw_fd();
     Ok(Spawned {
         pid,
         pty: Pty {
             master: std::sync::Mutex::new(pair.master),
             fd,
+            io,
         },
-        reader,
-        writer,
     })
 }
 
@@ -112,23 +158,17 @@ fn exit_status(ws: WaitStatus) -> Option<ExitStatus> {
     }
 }
 
-/// Starts the waiter, reader and writer threads of a terminal. The returned
+/// Starts the waiter thread and the reader task of a terminal. The returned
 /// channel yields the exit status once the child is reaped and its output
-/// has been read to the end. When a thread cannot be started (a pids
+/// has been read to the end. When the thread cannot be started (a pids
 /// limit), the child is killed and reaped and the error returned.
 pub fn start_io(
     t: &Arc<Terminal>,
-    mut reader: Box<dyn Read + Send>,
-    mut writer: Box<dyn Write + Send>,
-    mut input: mpsc::Receiver<Vec<u8>>,
     output_activity: Option<crate::activity::Activity>,
 ) -> std::io::Result<oneshot::Receiver<ExitStatus>> {
     let (eof_tx, eof_rx) = std::sync::mpsc::channel::<()>();
     let (exit_tx, exit_rx) = oneshot::channel();
     let pid = Pid::from_raw(t.pid as i32);
-    let kill_child = || {
-        let _ = kill(pid, Signal::SIGKILL);
-    };
     let waiter = std::thread::Builder::new()
         .name(format!("pty-wait-{}", t.id))
         .spawn(move || {
@@ -140,66 +180,33 @@ pub fn start_io(
             let _ = exit_tx.send(status);
         });
     if let Err(e) = waiter {
-        kill_child();
+        let _ = kill(pid, Signal::SIGKILL);
         reap(pid);
         return Err(e);
     }
 
     let term = Arc::clone(t);
     let fd = t.pty.fd;
-    let spawned = std::thread::Builder::new()
-        .name(format!("pty-read-{}", t.id))
-        .spawn(move || {
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                let n = match reader.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => n,
-                };
-                term.append(&buf[..n]);
-                if let Some(activity) = &output_activity {
-                    // Output counts only while a program other than the
-                    // shell (a build, a test run) has the foreground.
-                    let foreground = fd.and_then(crate::sys::foreground_pgrp);
-                    if foreground.is_some_and(|g| g != term.pid as i32) {
-                        activity.touch(crate::activity::Source::TerminalOutput);
-                    }
-                }
-                term.check_mode();
-            }
-            let _ = eof_tx.send(());
-        });
-    if let Err(e) = spawned {
-        // The waiter reaps it.
-        kill_child();
-        return Err(e);
-    }
-
-    // Weak: the terminal owns the input channel's sender, so a strong
-    // reference here would keep the terminal, and this thread waiting on its
-    // channel, alive for ever after the terminal is removed.
-    let term = Arc::downgrade(t);
-    let spawned = std::thread::Builder::new()
-        .name(format!("pty-write-{}", t.id))
-        .spawn(move || {
-            while let Some(bytes) = input.blocking_recv() {
-                if writer
-                    .write_all(&bytes)
-                    .and_then(|_| writer.flush())
-                    .is_err()
-                {
-                    break;
-                }
-                match term.upgrade() {
-                    Some(term) => term.check_mode(),
-                    None => break,
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match term.pty.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            term.append(&buf[..n]).await;
+            if let Some(activity) = &output_activity {
+                // Output counts only while a program other than the
+                // shell (a build, a test run) has the foreground.
+                let foreground = fd.and_then(crate::sys::foreground_pgrp);
+                if foreground.is_some_and(|g| g != term.pid as i32) {
+                    activity.touch(crate::activity::Source::TerminalOutput);
                 }
             }
-        });
-    if let Err(e) = spawned {
-        kill_child();
-        return Err(e);
-    }
+            term.check_mode();
+        }
+        let _ = eof_tx.send(());
+    });
     Ok(exit_rx)
 }
 
