@@ -12,7 +12,7 @@ import path from "node:path";
 import { launchBrowser, shot, startDaemon, staticBinary, TOKEN } from "./helpers.mjs";
 import { startWebIde, openWebIde, runCommand, openFromExplorer, waitForEditor } from "./webide.helpers.mjs";
 import {
-  terminalText, waitForTerminal, PROMPT, newTerminal, typeLine, WEBGL_OFF as BROWSER,
+  terminalText, waitForTerminal, PROMPT, newTerminal, OTHER, typeLine, WEBGL_OFF as BROWSER,
 } from "./webide-terminals.helpers.mjs";
 
 const OTHER_OS = "Alpine Linux v3.21 (Web IDE test)";
@@ -169,7 +169,7 @@ test("a terminal in the second container shows that container's OS", async () =>
     writeFileSync(path.join(w.daemon.workspace, "readme.txt"), "hello\n");
     const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
     await openWebIde(page, w);
-    await newTerminal(page, "Workspace: Other Container…");
+    await newTerminal(page, OTHER);
     // The picker lists the containers with their OS.
     const db = page.locator(".quick-input-list .monaco-list-row").filter({ hasText: OTHER_OS });
     await db.waitFor();
@@ -186,7 +186,7 @@ test("a terminal in the second container shows that container's OS", async () =>
     assert.ok(list[0].id.startsWith("db."), list[0].id);
 
     // A container that does not answer: the picker says so, and a terminal there says why it has no shell.
-    await newTerminal(page, "Workspace: Other Container…");
+    await newTerminal(page, OTHER);
     const gone = page.locator(".quick-input-list .monaco-list-row").filter({ hasText: /^gone/ });
     await gone.waitFor();
     assert.match(await gone.innerText(), /unreachable/);

@@ -32,6 +32,11 @@ export interface ContainerInfo {
 export const PROFILE = "workspaced.terminal";
 export const PROFILE_CONTAINER = "workspaced.terminal.container";
 export const NEW_TERMINAL_COMMAND = "workspaced.newTerminal";
+/** A terminal in this container, by a command of its own: VS Code's web
+ * workbench offers the profiles only once a refresh of its profile list
+ * has run after the extensions' contributions were read, which some page
+ * loads never do (then "Create New Terminal (With Profile)" stays hidden). */
+export const NEW_TERMINAL_HERE_COMMAND = "workspaced.newTerminalHere";
 
 const RETRY_MIN_MS = 250;
 const RETRY_MAX_MS = 5_000;
@@ -316,6 +321,7 @@ export function registerTerminals(context: vscode.ExtensionContext, daemon: Daem
         return container === undefined ? undefined : terminals.profile(container);
       },
     }),
+    vscode.commands.registerCommand(NEW_TERMINAL_HERE_COMMAND, () => terminals.create()),
     vscode.commands.registerCommand(NEW_TERMINAL_COMMAND, async (container?: unknown) => {
       const name = typeof container === "string" ? container : await terminals.pickContainer();
       if (name !== undefined) terminals.create(name);
