@@ -269,9 +269,19 @@ test("a server started in a terminal raises the port notification, and Open in B
 
     // Visibility, from the row's action: above max_visibility the daemon's refusal is shown and nothing changes.
     const setVisibility = async (level) => {
-      const r = await portRow(page, served);
-      await r.hover();
-      await r.locator(".action-label[aria-label^='Change Port Visibility']").click();
+      // The view redraws its rows when the machine's ports change (other
+      // programs come and go): a row found before a redraw is gone, so it
+      // is found again.
+      for (let attempt = 1; ; attempt++) {
+        const r = await portRow(page, served);
+        try {
+          await r.hover({ timeout: 5000 });
+          await r.locator(".action-label[aria-label^='Change Port Visibility']").click({ timeout: 5000 });
+          break;
+        } catch (e) {
+          if (attempt === 6) throw e;
+        }
+      }
       const pick = page.locator(".quick-input-list .monaco-list-row").filter({ has: page.getByText(level, { exact: true }) });
       await pick.first().click();
     };

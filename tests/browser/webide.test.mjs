@@ -276,9 +276,20 @@ test("new files, folders, renames, deletes and binary copies from the explorer r
     // A binary file copied and pasted: written whole, byte for byte.
     await page.context().grantPermissions(["clipboard-read", "clipboard-write"], { origin: w.origin });
     await row("image.bin").click();
+    await page.locator(`.explorer-folders-view .monaco-list-row.selected[aria-label^="image.bin"]`).waitFor();
     await page.keyboard.press("Control+C");
-    await page.keyboard.press("Control+V");
-    await waitForDisk(() => readFileSync(path.join(ws, "image copy.bin")), (b) => b.equals(binary), "the binary copy");
+    // VS Code enables Paste once the copy has reached its clipboard state, a
+    // moment after the key: a paste before then does nothing, and is
+    // pressed again (never after a copy has appeared).
+    for (let attempt = 1; !exists("image copy.bin"); attempt++) {
+      await page.keyboard.press("Control+V");
+      try {
+        await waitForDisk(() => exists("image copy.bin"), (e) => e, "the binary copy", 5000);
+      } catch (e) {
+        if (attempt === 4) throw e;
+      }
+    }
+    await waitForDisk(() => readFileSync(path.join(ws, "image copy.bin")), (b) => b.equals(binary), "the binary copy, whole");
     await shot(page, "webide-7-explorer-ops");
   } finally {
     await browser.close();
