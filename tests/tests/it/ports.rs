@@ -49,8 +49,16 @@ async fn listeners_on_every_address_are_found_with_their_process() {
     let d = TestDaemon::start();
     let me = std::process::id();
     let mut servers = Vec::new();
+    // An IPv6 listener may draw the number of the daemon's own port (on
+    // 127.0.0.1), which the daemon never lists as an app's: draw again.
+    let own: u16 = d.addr.rsplit_once(':').unwrap().1.parse().unwrap();
     for bind in ["0.0.0.0:0", "127.0.0.1:0", "[::]:0", "[::1]:0"] {
-        let l = tokio::net::TcpListener::bind(bind).await.unwrap();
+        let l = loop {
+            let l = tokio::net::TcpListener::bind(bind).await.unwrap();
+            if l.local_addr().unwrap().port() != own {
+                break l;
+            }
+        };
         servers.push((bind, l.local_addr().unwrap().port(), l));
     }
     let ports: Vec<u16> = servers.iter().map(|s| s.1).collect();
