@@ -68,15 +68,21 @@ export async function screenText(page) {
   });
 }
 
-export async function waitForScreen(page, pred, what, timeout = 15000) {
+/** Reads with `read` every `every` ms until `pred` holds for what it gave
+ * (which is returned); after `timeout` ms throws `fail(last)`. */
+export async function pollUntil(read, pred, fail, { timeout = 15000, every = 50 } = {}) {
   const deadline = Date.now() + timeout;
-  let text = "";
+  let last;
   while (Date.now() < deadline) {
-    text = await screenText(page);
-    if (pred(text)) return text;
-    await page.waitForTimeout(50);
+    last = await read();
+    if (pred(last)) return last;
+    await new Promise((r) => setTimeout(r, every));
   }
-  throw new Error(`terminal never showed ${what}; it shows:\n${text}`);
+  throw await fail(last);
+}
+
+export async function waitForScreen(page, pred, what, timeout = 15000) {
+  return pollUntil(() => screenText(page), pred, (text) => new Error(`terminal never showed ${what}; it shows:\n${text}`), { timeout });
 }
 
 export async function shot(page, name) {

@@ -2,7 +2,7 @@
 // and bench/webide_terminal.mjs): open a terminal from VS Code's profile
 // picker, type into it, read what it shows.
 import assert from "node:assert/strict";
-import { shot } from "./helpers.mjs";
+import { pollUntil, shot } from "./helpers.mjs";
 
 /** Chromium without WebGL: VS Code then draws terminals with its DOM renderer, whose text the page holds. */
 export const WEBGL_OFF = { args: ["--disable-3d-apis"] };
@@ -16,15 +16,10 @@ export async function terminalText(page) {
 }
 
 export async function waitForTerminal(page, pred, what, timeout = 20000) {
-  const deadline = Date.now() + timeout;
-  let text = "";
-  while (Date.now() < deadline) {
-    text = await terminalText(page);
-    if (pred(text)) return text;
-    await page.waitForTimeout(50);
-  }
-  await shot(page, "webide-terminals-failed");
-  throw new Error(`the terminal never showed ${what}; it shows:\n${text}`);
+  return pollUntil(() => terminalText(page), pred, async (text) => {
+    await shot(page, "webide-terminals-failed");
+    return new Error(`the terminal never showed ${what}; it shows:\n${text}`);
+  }, { timeout });
 }
 
 export const PROMPT = (t) => /[#$] ?$/.test(t.trimEnd());

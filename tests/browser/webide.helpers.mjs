@@ -6,7 +6,7 @@ import { execFileSync } from "node:child_process";
 import { existsSync, rmSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
-import { root, startDaemon, TOKEN } from "./helpers.mjs";
+import { pollUntil, root, startDaemon, TOKEN } from "./helpers.mjs";
 import { startHost } from "../../editor-assets/web-ide/host/serve.mjs";
 
 export const webIde = path.join(root, "editor-assets/web-ide");
@@ -182,25 +182,16 @@ export async function editorText(page) {
 
 /** Waits until the active editor's visible text satisfies `pred`. */
 export async function waitForEditor(page, pred, what, timeout = 20000) {
-  const deadline = Date.now() + timeout;
-  let text = "";
-  while (Date.now() < deadline) {
-    text = await editorText(page).catch(() => "");
-    if (pred(text.replace(/\u00a0/g, " "))) return text;
-    await page.waitForTimeout(50);
-  }
-  throw new Error(`the editor never showed ${what}; it shows:\n${text}`);
+  const read = async () => (await editorText(page).catch(() => "")).replace(/\u00a0/g, " ");
+  return pollUntil(read, pred, (text) => new Error(`the editor never showed ${what}; it shows:\n${text}`), { timeout });
 }
 
 /** Waits until `file` in the workspace satisfies `pred` (the disk as the daemon sees it). */
 export async function waitForDisk(read, pred, what, timeout = 20000) {
-  const deadline = Date.now() + timeout;
-  let last;
-  while (Date.now() < deadline) {
-    try { last = read(); if (pred(last)) return last; } catch (e) { last = e; }
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`the disk never had ${what}`);
+  // A read that throws (the file is not there yet) is a miss.
+  const attempt = () => { try { return { value: read() }; } catch { return {}; } };
+  const got = await pollUntil(attempt, (r) => "value" in r && pred(r.value), () => new Error(`the disk never had ${what}`), { timeout, every: 20 });
+  return got.value;
 }
 
 /** Runs a command of the command palette by its label. */
