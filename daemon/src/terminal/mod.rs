@@ -56,6 +56,10 @@ const PARSE_BATCH: usize = 256 * 1024;
 /// oldest of it: the emulator is fed in large batches, and only with bytes
 /// about to leave the ring, or when someone asks for the screen.
 const PARSE_SLACK: u64 = 1 << 20;
+/// Unparsed output beyond the scrollback at which the reader waits for the
+/// emulator's catch-up to finish before reading on: the parse runs beside
+/// the reader, and this bounds what it can fall behind.
+const PARSE_BEHIND_MAX: u64 = 4 * PARSE_SLACK;
 /// A client is reading while it has taken output (or had none to take)
 /// within this window (PROTOCOL.md, "Flow control").
 const READING_WINDOW: Duration = Duration::from_secs(1);
@@ -182,6 +186,9 @@ pub struct Terminal {
     emulator: Mutex<Emulator>,
     /// The emulator's progress, for the reader's trimming.
     parsed: AtomicU64,
+    /// The emulator's catch-up with output about to leave the ring, running
+    /// beside the reader (only the reader task starts or awaits it).
+    catching_up: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Signalled (under `output`) when a client takes output or leaves
     /// while the reader is held.
     paced: Notify,
@@ -339,25 +346,46 @@ impl Terminal {
             }
             let _ = tokio::time::timeout(HOLD_RECHECK, paced).await;
         }
-        let parse_to = {
+        let (beyond, until) = {
             let mut out = self.output.lock().unwrap();
             self.trim(&mut out);
             let unparsed = out
                 .end()
                 .saturating_sub(self.parsed.load(Ordering::Acquire));
-            (unparsed > out.keep.saturating_add(PARSE_SLACK))
-                .then(|| out.end().saturating_sub(out.keep))
+            (
+                unparsed.saturating_sub(out.keep),
+                out.end().saturating_sub(out.keep),
+            )
         };
-        if let Some(until) = parse_to {
-            // Parsing a megabyte takes milliseconds: off the runtime.
-            let t = Arc::clone(self);
-            let _ = tokio::task::spawn_blocking(move || {
-                let mut emu = t.emulator.lock().unwrap();
-                t.catch_up(&mut emu, until);
-                drop(emu);
-                t.trim(&mut t.output.lock().unwrap());
-            })
-            .await;
+        if beyond <= PARSE_SLACK {
+            return;
+        }
+        // Parsing a megabyte takes milliseconds: off the runtime, and beside
+        // the reader, which goes on reading (a program's output is not
+        // stalled while the screen catches up) unless the parse is far
+        // behind.
+        let running = {
+            let mut slot = self.catching_up.lock().unwrap();
+            match slot.take() {
+                Some(h) if !h.is_finished() => Some(h),
+                _ => {
+                    let t = Arc::clone(self);
+                    *slot = Some(tokio::task::spawn_blocking(move || {
+                        let mut emu = t.emulator.lock().unwrap();
+                        t.catch_up(&mut emu, until);
+                        drop(emu);
+                        t.trim(&mut t.output.lock().unwrap());
+                    }));
+                    None
+                }
+            }
+        };
+        if let Some(h) = running {
+            if beyond > PARSE_BEHIND_MAX {
+                let _ = h.await;
+            } else {
+                *self.catching_up.lock().unwrap() = Some(h);
+            }
         }
     }
 
@@ -669,6 +697,7 @@ impl Terminals {
                 parsed: 0,
             }),
             parsed: Default::default(),
+            catching_up: Default::default(),
             paced: Default::default(),
             changed,
             control,

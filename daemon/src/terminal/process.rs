@@ -158,6 +158,10 @@ fn exit_status(ws: WaitStatus) -> Option<ExitStatus> {
     }
 }
 
+/// How often the reader looks at the echo state and the foreground
+/// process while output streams.
+const CHECK_EVERY: Duration = Duration::from_millis(5);
+
 /// Starts the waiter thread and the reader task of a terminal. The returned
 /// channel yields the exit status once the child is reaped and its output
 /// has been read to the end. When the thread cannot be started (a pids
@@ -189,12 +193,21 @@ pub fn start_io(
     let fd = t.pty.fd;
     tokio::spawn(async move {
         let mut buf = vec![0u8; 64 * 1024];
+        // The termios and foreground checks are two system calls: during a
+        // flood (a 4 KiB read every few microseconds) they are made once
+        // per `CHECK_EVERY`, which the clients' mode timer backs up.
+        let mut checked: Option<std::time::Instant> = None;
         loop {
             let n = match term.pty.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
             term.append(&buf[..n]).await;
+            let now = std::time::Instant::now();
+            if checked.is_some_and(|at| now.saturating_duration_since(at) < CHECK_EVERY) {
+                continue;
+            }
+            checked = Some(now);
             if let Some(activity) = &output_activity {
                 // Output counts only while a program other than the
                 // shell (a build, a test run) has the foreground.
