@@ -2,7 +2,9 @@
 
 Measures, side by side in one run: output throughput to one WebSocket client
 (64 MiB of `base64`, with the bytes each client received: a run that lost
-bytes does not count), keystroke echo latency (p50/p99 over 2,000 keys), RSS
+bytes does not count), against reading the PTY in-process (local) and
+against a bare relay process (the floor for any server in between),
+keystroke echo latency (p50/p99 over 2,000 keys), RSS
 idle and with 20 terminals, and the time from process start to the first 200
 on /healthz. Prints a Markdown table. Run through bench/terminals.sh.
 """
@@ -222,6 +224,43 @@ def local_pty_throughput():
     return total / dt / MIB, total
 
 
+def relay_pty_throughput():
+    """The floor for any server between the PTY and the reader: a bare relay
+    process (blocking read of the PTY, sendall to a socket; no protocol, no
+    buffering) and the reader on the socket's other end."""
+    ours, theirs = socket.socketpair()
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execvp(THROUGHPUT_CMD[0], THROUGHPUT_CMD)
+    relay = os.fork()
+    if relay == 0:
+        ours.close()
+        while True:
+            try:
+                b = os.read(fd, 65536)
+            except OSError:
+                break
+            if not b:
+                break
+            theirs.sendall(b)
+        os._exit(0)
+    theirs.close()
+    t0 = time.perf_counter()
+    os.write(fd, b"\r")
+    os.close(fd)
+    total = 0
+    while True:
+        b = ours.recv(1 << 20)
+        if not b:
+            break
+        total += len(b)
+    dt = time.perf_counter() - t0
+    ours.close()
+    os.waitpid(pid, 0)
+    os.waitpid(relay, 0)
+    return total / dt / MIB, total
+
+
 def local_pty_echo():
     pid, fd = pty.fork()
     if pid == 0:
@@ -275,11 +314,11 @@ async def main():
     idle_t = rss_kib(t.proc.pid)
     t.stop()
 
-    tp = {"workspaced": [], "terminado": [], "local": []}
-    got = {"workspaced": [], "terminado": [], "local": []}
+    tp = {"workspaced": [], "terminado": [], "local": [], "relay": []}
+    got = {"workspaced": [], "terminado": [], "local": [], "relay": []}
     for _ in range(runs):
         for name, run in (("local", local_pty_throughput), ("workspaced", lambda: throughput(w)),
-                          ("terminado", lambda: throughput(t))):
+                          ("relay", relay_pty_throughput), ("terminado", lambda: throughput(t))):
             r = run()
             rate, total = (await r) if asyncio.iscoroutine(r) else r
             tp[name].append(rate)
@@ -313,6 +352,7 @@ async def main():
     print(f"| measure | workspaced | terminado | local PTY | workspaced / peer |")
     print(f"| --- | --- | --- | --- | --- |")
     print(f"| throughput, 64 MiB base64 (MiB/s, median of {runs}) | {th['workspaced']:.0f} | {th['terminado']:.0f} | {th['local']:.0f} | {th['workspaced']/th['local']:.2f} of local, {th['workspaced']/th['terminado']:.2f}x terminado |")
+    print(f"| throughput of a bare relay process (PTY, socket, reader; MiB/s) | | | {th['relay']:.0f} | {th['workspaced']/th['relay']:.2f} of the relay; the relay {th['relay']/th['local']:.2f} of local |")
     print(f"| bytes lost over the {runs} runs (of {want} each); `lagged` frames | {lost['workspaced']}; {w.lagged} | {lost['terminado']} | {lost['local']} | |")
     print(f"| echo p50 (µs, {KEYS} keys) | {e['workspaced'][0]:.0f} | {e['terminado'][0]:.0f} | {e['local'][0]:.0f} | {e['workspaced'][0]/e['terminado'][0]:.2f} of terminado |")
     print(f"| echo p99 (µs) | {e['workspaced'][1]:.0f} | {e['terminado'][1]:.0f} | {e['local'][1]:.0f} | {e['workspaced'][1]/e['terminado'][1]:.2f} of terminado |")
