@@ -16,7 +16,8 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 /// How long after the last request to release before trimming: the frees
-/// of a closing terminal (its reader task, its waiter thread, its ring and a catch-up parse still running) finish within it.
+/// of a closing terminal (its reader task, its waiter thread, its ring, a
+/// catch-up parse still running) finish within it.
 pub const SETTLE: Duration = Duration::from_millis(500);
 
 /// Where `soon` rings; set once by `spawn`.
