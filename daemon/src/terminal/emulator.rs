@@ -261,14 +261,15 @@ fn plain_short(c: &[u8], cols: u16) -> bool {
     if !(0x20..0x7f).contains(&first) {
         return false;
     }
-    let mut ascii = true;
-    for &b in c {
-        if b < 0x20 || b == 0x7f {
-            return false;
-        }
-        ascii &= b < 0x80;
+    // Without an early exit, so that the loop is vectorised: lines are
+    // short, and a flood is almost only lines that pass.
+    let (control, high) = c.iter().fold((false, 0u8), |(control, high), &b| {
+        (control | (b < 0x20) | (b == 0x7f), high | b)
+    });
+    if control {
+        return false;
     }
-    ascii
+    high < 0x80
         || std::str::from_utf8(c)
             .is_ok_and(|s| !s.chars().any(|ch| ('\u{80}'..='\u{9f}').contains(&ch)))
 }
