@@ -292,8 +292,11 @@ export class Terminals {
 
   /** Shows every live terminal of the workspace again (after a reload), with its screen as it is now. */
   async reattach(): Promise<void> {
-    await this.containers().catch(() => undefined);
-    const { body } = await this.daemon.json<TerminalInfo[]>("api/v1/terminals");
+    // Both at once: the containers only name the tabs, the list is what is shown.
+    const [, { body }] = await Promise.all([
+      this.containers().catch(() => undefined),
+      this.daemon.json<TerminalInfo[]>("api/v1/terminals"),
+    ]);
     if (!Array.isArray(body)) return;
     for (const info of body) {
       if (info.exited || typeof info.id !== "string") continue;
