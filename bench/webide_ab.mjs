@@ -83,6 +83,11 @@ try {
 const median = (a) => [...a].sort((x, y) => x - y)[Math.floor((a.length - 1) / 2)];
 for (const v of variants) {
   console.log(`${v.name} (${v.host}, ${path.basename(v.vscode)}), medians of ${runs}: ` +
-    LOADS.map((l) => `${l}: explorer ${median(v.times[l].explorer)} ms, prompt ${median(v.times[l].prompt)} ms`).join("; "));
+    LOADS.map((l) => {
+      const t = v.times[l];
+      // The terminal's own part: from the explorer shown to the prompt, run by run.
+      const own = t.prompt.map((p, k) => p - t.explorer[k]);
+      return `${l}: explorer ${median(t.explorer)} ms, prompt ${median(t.prompt)} ms (terminal ${median(own)} ms)`;
+    }).join("; "));
 }
 console.log(`load average at the start ${load0}, at the end ${loadavg()}${mbps ? `; network ${mbps} Mbit/s, ${latency} ms` : ""}`);
