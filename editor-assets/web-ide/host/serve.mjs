@@ -1,8 +1,17 @@
 // A static server for the Web IDE: the host page at `/`, the VS Code build
-// at `/vscode/`, the extension at `/extension/` (its package.json and
-// dist/ only). The tests and bench/webide.sh use it; by hand:
+// at `/vscode/<build>/` (<build> the name of its cache directory, which
+// scripts/webide-dist.sh changes whenever what it caches changes), the
+// extension at `/extension/` (its package.json and dist/ only). The tests
+// and bench/webide.sh use it; by hand:
 //   node host/serve.mjs [--port N] [--vscode DIR]   (prints the page's URL)
-import { createReadStream, statSync } from "node:fs";
+//
+// Caching: the build's URLs change with its content, so the browser keeps
+// its files for a year without asking again (`immutable`); the page and the
+// extension are asked for every time, answered 304 when unchanged. A build
+// file with a `.br` or `.gz` copy beside it (webide-trim.mjs makes them) is
+// sent compressed to a browser that accepts it.
+import { createHash } from "node:crypto";
+import { createReadStream, readFileSync, statSync } from "node:fs";
 import http from "node:http";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -20,8 +29,12 @@ const TYPES = {
 /** Starts the server on 127.0.0.1:`port` (0: any); resolves to { url, close }. */
 export function startHost({ port = 0, vscode }) {
   if (!vscode) throw new Error("startHost: the VS Code build's directory is required (scripts/webide-dist.sh prints it)");
+  const build = `/vscode/${encodeURIComponent(path.basename(path.resolve(vscode)))}/`;
+  // The page names the build's path; everything else of it is static.
+  const index = Buffer.from(readFileSync(path.join(here, "index.html"), "utf8").replace('content="./vscode/"', `content=".${build}"`));
+  const indexTag = `"${createHash("sha256").update(index).digest("base64url").slice(0, 16)}"`;
   const mounts = [
-    ["/vscode/", path.resolve(vscode)],
+    [build, path.resolve(vscode)],
     ["/extension/package.json", path.join(pkg, "package.json")],
     ["/extension/dist/", path.join(pkg, "dist")],
     ["/", here],
@@ -51,13 +64,42 @@ export function startHost({ port = 0, vscode }) {
         break;
       }
       if (!st.isFile() || (dir === here && file.endsWith(".mjs"))) break;
-      res.writeHead(200, {
-        "Content-Type": TYPES[path.extname(file)] ?? "application/octet-stream",
-        "Content-Length": st.size,
-        "Cache-Control": prefix === "/vscode/" ? "max-age=3600" : "no-cache",
-      });
+      const headers = { "Content-Type": TYPES[path.extname(file)] ?? "application/octet-stream" };
+      const isIndex = file === path.join(here, "index.html");
+      if (prefix === build) {
+        headers["Cache-Control"] = "public, max-age=31536000, immutable";
+      } else {
+        headers["Cache-Control"] = "no-cache";
+        headers.ETag = isIndex ? indexTag : `"${st.size}-${Math.floor(st.mtimeMs)}"`;
+        if (req.headers["if-none-match"] === headers.ETag) {
+          res.writeHead(304, headers).end();
+          return;
+        }
+      }
+      if (isIndex) {
+        res.writeHead(200, { ...headers, "Content-Length": index.length });
+        res.end(req.method === "HEAD" ? undefined : index);
+        return;
+      }
+      let send = file;
+      if (prefix === build) {
+        headers.Vary = "Accept-Encoding";
+        const accepted = String(req.headers["accept-encoding"] ?? "");
+        for (const [enc, ext] of [["br", ".br"], ["gzip", ".gz"]]) {
+          if (!new RegExp(`\\b${enc}\\b`).test(accepted)) continue;
+          try {
+            st = statSync(file + ext);
+          } catch {
+            continue;
+          }
+          send = file + ext;
+          headers["Content-Encoding"] = enc;
+          break;
+        }
+      }
+      res.writeHead(200, { ...headers, "Content-Length": st.size });
       if (req.method === "HEAD") res.end();
-      else createReadStream(file).pipe(res);
+      else createReadStream(send).pipe(res);
       return;
     }
     res.writeHead(404, { "Content-Type": "text/plain" }).end("not found\n");

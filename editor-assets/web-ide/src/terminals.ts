@@ -89,13 +89,39 @@ export class DaemonPty implements vscode.Pseudoterminal {
   private closed = false;
   private readonly encoder = new TextEncoder();
 
+  /** The terminal asked for before VS Code opened the tab (`startEarly`). */
+  private creating: Promise<TerminalInfo> | null = null;
+  private opened = false;
+
   constructor(
     private readonly daemon: Daemon,
     private readonly target: Target,
     private readonly selfContainer: string | undefined,
   ) {}
 
+  /** Asks the daemon for the terminal now, not when VS Code opens the tab:
+   * the shell starts while VS Code draws the panel (0.2 to 0.5 s), and
+   * `open` attaches from offset 0, which gives what it printed meanwhile.
+   * At 80x24; the attach sends the tab's size. Only for a terminal shown at
+   * once (`Terminals.create`), and one closed before it opened is deleted. */
+  startEarly(): void {
+    if (!("create" in this.target) || this.creating) return;
+    this.creating = this.post();
+    // Said by `open`, which awaits it; not an unhandled rejection meanwhile.
+    this.creating.catch(() => {});
+  }
+
+  private async post(): Promise<TerminalInfo> {
+    const container = "create" in this.target ? this.target.create.container : undefined;
+    const { body } = await this.daemon.json<TerminalInfo>("api/v1/terminals", {
+      method: "POST",
+      json: { cols: this.cols, rows: this.rows, ...(container ? { container } : {}) },
+    });
+    return body;
+  }
+
   async open(dims: vscode.TerminalDimensions | undefined): Promise<void> {
+    this.opened = true;
     this.cols = clampSize(dims?.columns, 80);
     this.rows = clampSize(dims?.rows, 24);
     if ("attach" in this.target) {
@@ -105,10 +131,7 @@ export class DaemonPty implements vscode.Pseudoterminal {
       return;
     }
     try {
-      const { body } = await this.daemon.json<TerminalInfo>("api/v1/terminals", {
-        method: "POST",
-        json: { cols: this.cols, rows: this.rows, ...(this.target.create.container ? { container: this.target.create.container } : {}) },
-      });
+      const body = await (this.creating ?? this.post());
       if (this.closed) {
         // Closed while it was being made: nobody will ever see it.
         void this.daemon.request(`api/v1/terminals/${encodeURIComponent(body.id)}`, { method: "DELETE" }).catch(() => {});
@@ -129,6 +152,10 @@ export class DaemonPty implements vscode.Pseudoterminal {
     // connection ends here. Whether the terminal is killed is decided by
     // `onDidCloseTerminal`, which knows why it closed.
     this.closed = true;
+    if (!this.opened && this.creating) {
+      // Made early for a tab that never opened: nobody will ever see it.
+      void this.creating.then((b) => this.daemon.request(`api/v1/terminals/${encodeURIComponent(b.id)}`, { method: "DELETE" })).catch(() => {});
+    }
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.ws?.close();
     this.ws = null;
@@ -265,6 +292,7 @@ export class Terminals {
   /** A new terminal in `container` (this one when absent), shown. */
   create(container?: string): vscode.Terminal {
     const pty = new DaemonPty(this.daemon, { create: { container } }, this.selfContainer);
+    pty.startEarly();
     const name = container && container !== this.selfContainer ? `${container}: shell` : "shell";
     const terminal = vscode.window.createTerminal({ name, pty });
     terminal.show();
@@ -292,8 +320,11 @@ export class Terminals {
 
   /** Shows every live terminal of the workspace again (after a reload), with its screen as it is now. */
   async reattach(): Promise<void> {
-    await this.containers().catch(() => undefined);
-    const { body } = await this.daemon.json<TerminalInfo[]>("api/v1/terminals");
+    // Both at once: the containers only name the tabs, the list is what is shown.
+    const [, { body }] = await Promise.all([
+      this.containers().catch(() => undefined),
+      this.daemon.json<TerminalInfo[]>("api/v1/terminals"),
+    ]);
     if (!Array.isArray(body)) return;
     for (const info of body) {
       if (info.exited || typeof info.id !== "string") continue;
