@@ -328,10 +328,31 @@ fn string(s: &str) -> String {
     }
 }
 
+/// YAML allows an implicit key (`key: value`) of at most 1024 characters;
+/// a longer one is written as an explicit key (`? key`, then `: value`).
+const IMPLICIT_KEY_MAX: usize = 1000;
+
 fn write_map(out: &mut String, m: &Map<String, Value>, indent: usize) {
     for (k, v) in m {
         let pad = " ".repeat(indent);
         let key = string(k);
+        if key.chars().count() > IMPLICIT_KEY_MAX {
+            let _ = writeln!(out, "{pad}? {key}");
+            match v {
+                Value::Object(inner) if !inner.is_empty() => {
+                    let _ = writeln!(out, "{pad}:");
+                    write_map(out, inner, indent + 2);
+                }
+                Value::Array(inner) if !inner.is_empty() => {
+                    let _ = writeln!(out, "{pad}:");
+                    write_seq(out, inner, indent + 2);
+                }
+                other => {
+                    let _ = writeln!(out, "{pad}: {}", inline(other));
+                }
+            }
+            continue;
+        }
         match v {
             Value::Object(inner) if !inner.is_empty() => {
                 let _ = writeln!(out, "{pad}{key}:");
@@ -425,5 +446,23 @@ mod tests {
             "{{tag}}": "#x", "": "empty"
         });
         assert_eq!(load(&to_string(&v)).unwrap(), v);
+    }
+
+    /// Found by the `yaml` fuzz target: a key that writes longer than
+    /// YAML's 1024-character limit for implicit keys (here control
+    /// characters, six characters each when escaped) must still load back.
+    #[test]
+    fn writer_round_trips_keys_past_the_implicit_key_limit() {
+        let long = "\u{1d}".repeat(300);
+        let plain = "k".repeat(2000);
+        let v = json!({
+            long.clone(): "x",
+            plain.clone(): {"inner": [1, {long.clone(): null}]},
+            "list": [{plain.clone(): [1, 2], "after": "y"}],
+            "short": "z"
+        });
+        let text = to_string(&v);
+        assert!(text.contains(&format!("? {plain}\n")), "{text}");
+        assert_eq!(load(&text).unwrap(), v);
     }
 }
