@@ -204,21 +204,26 @@ async def echo_latency(server):
     return lat[len(lat) // 2] * 1e6, lat[int(len(lat) * 0.99)] * 1e6
 
 
+def pty_reads(fd):
+    """Each read of a PTY's master until its end (EOF, or EIO once the
+    child side is closed)."""
+    while True:
+        try:
+            b = os.read(fd, 65536)
+        except OSError:
+            return
+        if not b:
+            return
+        yield b
+
+
 def local_pty_throughput():
     pid, fd = pty.fork()
     if pid == 0:
         os.execvp(THROUGHPUT_CMD[0], THROUGHPUT_CMD)
     t0 = time.perf_counter()
     os.write(fd, b"\r")
-    total = 0
-    while True:
-        try:
-            b = os.read(fd, 65536)
-        except OSError:
-            break
-        if not b:
-            break
-        total += len(b)
+    total = sum(len(b) for b in pty_reads(fd))
     dt = time.perf_counter() - t0
     os.waitpid(pid, 0)
     return total / dt / MIB, total
@@ -235,13 +240,7 @@ def relay_pty_throughput():
     relay = os.fork()
     if relay == 0:
         ours.close()
-        while True:
-            try:
-                b = os.read(fd, 65536)
-            except OSError:
-                break
-            if not b:
-                break
+        for b in pty_reads(fd):
             theirs.sendall(b)
         os._exit(0)
     theirs.close()

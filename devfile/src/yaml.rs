@@ -335,23 +335,11 @@ const IMPLICIT_KEY_MAX: usize = 1000;
 fn write_map(out: &mut String, m: &Map<String, Value>, indent: usize) {
     for (k, v) in m {
         let pad = " ".repeat(indent);
-        let key = string(k);
+        let mut key = string(k);
         if key.chars().count() > IMPLICIT_KEY_MAX {
+            // The key on its own line; the value after a bare `:`.
             let _ = writeln!(out, "{pad}? {key}");
-            match v {
-                Value::Object(inner) if !inner.is_empty() => {
-                    let _ = writeln!(out, "{pad}:");
-                    write_map(out, inner, indent + 2);
-                }
-                Value::Array(inner) if !inner.is_empty() => {
-                    let _ = writeln!(out, "{pad}:");
-                    write_seq(out, inner, indent + 2);
-                }
-                other => {
-                    let _ = writeln!(out, "{pad}: {}", inline(other));
-                }
-            }
-            continue;
+            key.clear();
         }
         match v {
             Value::Object(inner) if !inner.is_empty() => {

@@ -186,9 +186,6 @@ pub struct Terminal {
     emulator: Mutex<Emulator>,
     /// The emulator's progress, for the reader's trimming.
     parsed: AtomicU64,
-    /// The emulator's catch-up with output about to leave the ring, running
-    /// beside the reader (only the reader task starts or awaits it).
-    catching_up: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Signalled (under `output`) when a client takes output or leaves
     /// while the reader is held.
     paced: Notify,
@@ -323,8 +320,13 @@ impl Terminal {
     /// that stopped reading, and returns once the terminal may read again:
     /// at once unless every reading client has more than its queue unsent
     /// (or one is far behind), as a real terminal blocks a program whose
-    /// output nobody takes.
-    async fn append(self: &Arc<Self>, data: &[u8]) {
+    /// output nobody takes. `catching_up` is the reader's emulator catch-up
+    /// still running, if any.
+    async fn append(
+        self: &Arc<Self>,
+        data: &[u8],
+        catching_up: &mut Option<tokio::task::JoinHandle<()>>,
+    ) {
         {
             let mut out = self.output.lock().unwrap();
             out.ring.push(data);
@@ -364,27 +366,22 @@ impl Terminal {
         // the reader, which goes on reading (a program's output is not
         // stalled while the screen catches up) unless the parse is far
         // behind.
-        let running = {
-            let mut slot = self.catching_up.lock().unwrap();
-            match slot.take() {
-                Some(h) if !h.is_finished() => Some(h),
-                _ => {
-                    let t = Arc::clone(self);
-                    *slot = Some(tokio::task::spawn_blocking(move || {
-                        let mut emu = t.emulator.lock().unwrap();
-                        t.catch_up(&mut emu, until);
-                        drop(emu);
-                        t.trim(&mut t.output.lock().unwrap());
-                    }));
-                    None
+        match catching_up.take() {
+            Some(h) if !h.is_finished() => {
+                if beyond > PARSE_BEHIND_MAX {
+                    let _ = h.await;
+                } else {
+                    *catching_up = Some(h);
                 }
             }
-        };
-        if let Some(h) = running {
-            if beyond > PARSE_BEHIND_MAX {
-                let _ = h.await;
-            } else {
-                *self.catching_up.lock().unwrap() = Some(h);
+            _ => {
+                let t = Arc::clone(self);
+                *catching_up = Some(tokio::task::spawn_blocking(move || {
+                    let mut emu = t.emulator.lock().unwrap();
+                    t.catch_up(&mut emu, until);
+                    drop(emu);
+                    t.trim(&mut t.output.lock().unwrap());
+                }));
             }
         }
     }
@@ -697,7 +694,6 @@ impl Terminals {
                 parsed: 0,
             }),
             parsed: Default::default(),
-            catching_up: Default::default(),
             paced: Default::default(),
             changed,
             control,

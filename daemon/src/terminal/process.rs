@@ -197,12 +197,14 @@ pub fn start_io(
         // flood (a 4 KiB read every few microseconds) they are made once
         // per `CHECK_EVERY`, which the clients' mode timer backs up.
         let mut checked: Option<std::time::Instant> = None;
+        // The emulator's catch-up, run beside this task (`Terminal::append`).
+        let mut catching_up = None;
         loop {
             let n = match term.pty.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
-            term.append(&buf[..n]).await;
+            term.append(&buf[..n], &mut catching_up).await;
             let now = std::time::Instant::now();
             if checked.is_some_and(|at| now.saturating_duration_since(at) < CHECK_EVERY) {
                 continue;

@@ -51,6 +51,11 @@ function clampSize(n: number | undefined, fallback: number): number {
 }
 
 /** What a terminal tab is called: the container in front when it is not this one. */
+/** Ends a terminal in the workspace, in the background (one already gone is fine). */
+function deleteTerminal(daemon: Daemon, id: string): void {
+  void daemon.request(`api/v1/terminals/${encodeURIComponent(id)}`, { method: "DELETE", accept: [404] }).catch(() => {});
+}
+
 function nameOf(info: Pick<TerminalInfo, "title" | "container">, self: string | undefined): string {
   return info.container && info.container !== self ? `${info.container}: ${info.title}` : info.title;
 }
@@ -134,7 +139,7 @@ export class DaemonPty implements vscode.Pseudoterminal {
       const body = await (this.creating ?? this.post());
       if (this.closed) {
         // Closed while it was being made: nobody will ever see it.
-        void this.daemon.request(`api/v1/terminals/${encodeURIComponent(body.id)}`, { method: "DELETE" }).catch(() => {});
+        deleteTerminal(this.daemon, body.id);
         return;
       }
       this.id = body.id;
@@ -154,7 +159,7 @@ export class DaemonPty implements vscode.Pseudoterminal {
     this.closed = true;
     if (!this.opened && this.creating) {
       // Made early for a tab that never opened: nobody will ever see it.
-      void this.creating.then((b) => this.daemon.request(`api/v1/terminals/${encodeURIComponent(b.id)}`, { method: "DELETE" })).catch(() => {});
+      void this.creating.then((b) => deleteTerminal(this.daemon, b.id)).catch(() => {});
     }
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.ws?.close();
@@ -337,7 +342,7 @@ export class Terminals {
   onClosed(terminal: vscode.Terminal): void {
     const pty = (terminal.creationOptions as Partial<vscode.ExtensionTerminalOptions>).pty;
     if (!(pty instanceof DaemonPty) || !pty.id || terminal.exitStatus?.reason !== vscode.TerminalExitReason.User) return;
-    void this.daemon.request(`api/v1/terminals/${encodeURIComponent(pty.id)}`, { method: "DELETE", accept: [404] }).catch(() => {});
+    deleteTerminal(this.daemon, pty.id);
   }
 }
 

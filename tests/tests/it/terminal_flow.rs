@@ -366,6 +366,22 @@ fn alive(pid: u64) -> bool {
         .unwrap_or(false)
 }
 
+/// Deletes terminal `t` (204) and waits until its process has ended.
+async fn delete_and_await_end(d: &TestDaemon, t: &Value, what: &str) {
+    let (status, _) = d
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/terminals/{}", id(t)),
+        )
+        .await;
+    assert_eq!(status, 204);
+    let pid = t["pid"].as_u64().unwrap();
+    until(Duration::from_secs(10), what, async || {
+        (!alive(pid)).then_some(())
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn concurrent_creates_never_exceed_max_terminals() {
     let d = TestDaemon::builder().arg("max-terminals", "4").start();
@@ -468,20 +484,7 @@ async fn a_pids_limit_makes_create_fail_cleanly() {
     // One terminal first, so that everything the daemon starts lazily for a
     // create exists; then it is gone again.
     let t = create(&d, json!({"command": ["cat"]})).await;
-    let (status, _) = d
-        .call(
-            reqwest::Method::DELETE,
-            &format!("/api/v1/terminals/{}", id(&t)),
-        )
-        .await;
-    assert_eq!(status, 204);
-    let pid = t["pid"].as_u64().unwrap();
-    until(
-        Duration::from_secs(10),
-        "the first terminal to end",
-        async || (!alive(pid)).then_some(()),
-    )
-    .await;
+    delete_and_await_end(&d, &t, "the first terminal to end").await;
 
     // Room for the child, none for the terminal's thread. The daemon's own
     // thread count moves under the test: another thread may start in between
@@ -501,20 +504,7 @@ async fn a_pids_limit_makes_create_fail_cleanly() {
             (400, Some("spawn_failed")) => {}
             (201, None) => {
                 cgroup.set_max("max");
-                let (status, _) = d
-                    .call(
-                        reqwest::Method::DELETE,
-                        &format!("/api/v1/terminals/{}", id(&body)),
-                    )
-                    .await;
-                assert_eq!(status, 204);
-                let pid = body["pid"].as_u64().unwrap();
-                until(
-                    Duration::from_secs(10),
-                    "the extra terminal to end",
-                    async || (!alive(pid)).then_some(()),
-                )
-                .await;
+                delete_and_await_end(&d, &body, "the extra terminal to end").await;
                 continue;
             }
             other => panic!("{other:?}: {body}"),
