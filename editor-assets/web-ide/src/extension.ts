@@ -50,23 +50,31 @@ async function hostConfig(): Promise<HostConfig> {
   return { daemon: c.daemon, credential: c.credential };
 }
 
+/** Says plainly why the workspace cannot be opened. */
+function refuse(e: unknown): void {
+  const msg = e instanceof Error ? e.message : String(e);
+  void vscode.window.showErrorMessage(`Workspace: ${msg}`, { modal: true });
+}
+
 export async function activate(context: vscode.ExtensionContext): Promise<void> {
   const folder = vscode.workspace.workspaceFolders?.find((f) => f.uri.scheme === SCHEME);
   const root = folder?.uri ?? vscode.Uri.from({ scheme: SCHEME, authority: "workspace", path: "/" });
   let cfg: HostConfig;
-  let daemon: Daemon;
   try {
     cfg = await hostConfig();
-    daemon = new Daemon(cfg.daemon, cfg.credential);
-    // One call that needs the credential: a wrong one is said at once, plainly.
-    await daemon.request("api/v1/status");
   } catch (e) {
-    const msg = e instanceof Error ? e.message : String(e);
-    void vscode.window.showErrorMessage(`Workspace: ${msg}`, { modal: true });
-    // Nothing is registered: the workbench shows no half-working workspace.
+    refuse(e);
     throw e;
   }
+  const daemon = new Daemon(cfg.daemon, cfg.credential);
+  // One call that needs the credential, so a wrong one is said at once,
+  // plainly. The host page has just checked it before loading anything, so
+  // the file system is registered meanwhile rather than a round trip later
+  // (the explorer waits for it); if the daemon refuses after all, all that
+  // was registered goes again.
+  const checked = daemon.request("api/v1/status");
 
+  const registered: vscode.Disposable[] = [];
   let fs: WorkspaceFs | undefined;
   const sync = new Sync(daemon, {
     onEvent: (frame) => fs?.onSyncEvent(frame),
@@ -80,10 +88,19 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     },
   });
   fs = new WorkspaceFs(daemon, sync, root);
-  context.subscriptions.push(
+  registered.push(
     vscode.workspace.registerFileSystemProvider(SCHEME, fs, { isCaseSensitive: true }),
     { dispose: () => sync.stop() },
   );
+  try {
+    await checked;
+  } catch (e) {
+    for (const d of registered) d.dispose();
+    refuse(e);
+    // Nothing stays registered: the workbench shows no half-working workspace.
+    throw e;
+  }
+  context.subscriptions.push(...registered);
   sync.start();
 
   // Terminals, ports and idle: each its own module, over one event stream.

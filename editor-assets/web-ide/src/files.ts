@@ -39,6 +39,17 @@ interface Read {
 const MAX_READS_UNITS = 64 * 1024 * 1024;
 /** Above this, a file is written whole (a diff would cost more than it saves). */
 const MAX_DIFF_BYTES = 16 * 1024 * 1024;
+/** How long the daemon's "no such path" is believed without asking again,
+ * unless the sync connection or this client's own change says otherwise.
+ * In the first seconds of a page load VS Code looks for the same absent
+ * files (`.vscode/settings.json`, `tasks.json`, `launch.json`, `mcp.json`,
+ * AI tools' settings) eight times over, about 100 requests, each a stat and
+ * a read; they queue with the explorer's and the terminal's for the
+ * browser's six connections to the daemon. Short, because a path that git
+ * ignores is created without an event. */
+const MISSING_FOR_MS = 2000;
+/** At most this many absent paths are remembered (the oldest go first). */
+const MAX_MISSING = 4096;
 
 export function pathOf(uri: vscode.Uri): string {
   const p = uri.path.replace(/^\/+/, "").replace(/\/+$/, "");
@@ -116,6 +127,10 @@ export class WorkspaceFs implements vscode.FileSystemProvider {
   /** Versions this client's writes in flight will leave, by path: their
    * events may come before the apply's answer and are not news. */
   private readonly writing = new Map<string, Set<string>>();
+  /** Paths the daemon said are absent, and when (see MISSING_FOR_MS). */
+  private readonly missing = new Map<string, number>();
+  /** Looks of one path in flight (`HEAD` or `GET`), shared by callers that ask meanwhile. */
+  private readonly looking = new Map<string, Promise<unknown>>();
 
   constructor(
     private readonly daemon: Daemon,
@@ -129,11 +144,45 @@ export class WorkspaceFs implements vscode.FileSystemProvider {
 
   /** Records a version of `path`; true when it is news. */
   private note(path: string, kind: Kind, oid: string | null, size: number): boolean {
+    this.noteExists(path);
     const before = this.known.get(path);
     if (before && before.kind === kind && before.oid === oid && before.size === size) return false;
     const mtime = Math.max(Date.now(), (before?.mtime ?? 0) + 1);
     this.known.set(path, { kind, oid, size, mtime });
     return true;
+  }
+
+  /** True when `path` or a folder above it was found absent just now. */
+  private knownMissing(path: string): boolean {
+    const now = Date.now();
+    for (let p = path; p !== ""; p = parentOf(p)) {
+      const at = this.missing.get(p);
+      if (at === undefined) continue;
+      if (now - at < MISSING_FOR_MS) return true;
+      this.missing.delete(p);
+    }
+    return false;
+  }
+
+  private noteMissing(path: string): void {
+    this.missing.delete(path);
+    this.missing.set(path, Date.now());
+    if (this.missing.size > MAX_MISSING) this.missing.delete(this.missing.keys().next().value!);
+  }
+
+  /** `path` exists now, and so do the folders above it. */
+  private noteExists(path: string): void {
+    if (this.missing.size === 0) return;
+    for (let p = path; p !== ""; p = parentOf(p)) this.missing.delete(p);
+  }
+
+  /** One look at `path` for everyone who asks while it is in flight. */
+  private shared<T>(key: string, look: () => Promise<T>): Promise<T> {
+    const inflight = this.looking.get(key);
+    if (inflight) return inflight as Promise<T>;
+    const p = look().finally(() => this.looking.delete(key));
+    this.looking.set(key, p);
+    return p;
   }
 
   private forget(path: string): void {
@@ -190,53 +239,70 @@ export class WorkspaceFs implements vscode.FileSystemProvider {
   async stat(uri: vscode.Uri): Promise<vscode.FileStat> {
     const path = pathOf(uri);
     if (path === "") return { type: vscode.FileType.Directory, ctime: 0, mtime: 0, size: 0 };
+    if (this.knownMissing(path)) throw vscode.FileSystemError.FileNotFound(uri);
     try {
-      // A fresh look every time: a save's check against "newer on disk" runs on it.
-      const resp = await this.daemon.request(`api/v1/files/${encodePath(path)}`, { method: "HEAD", accept: [400, 404] });
-      if (resp.status === 404) {
-        this.forget(path);
-        throw vscode.FileSystemError.FileNotFound(uri);
-      }
-      if (resp.ok) {
-        const oid = oidOfEtag(resp.headers.get("etag"));
-        const size = Number(resp.headers.get("content-length") ?? "0");
-        const kind = this.known.get(path)?.kind === "symlink" ? "symlink" : "file";
-        this.note(path, kind, oid, Number.isSafeInteger(size) ? size : 0);
-        return this.stat0(this.known.get(path)!);
-      }
-      // 400: a directory (or something else that is not a file); the parent's listing says.
-      const k = this.known.get(path);
-      if (k?.kind === "dir") return this.stat0(k);
-      const entry = (await this.list(parentOf(path), true)).find((e) => e.path === path);
-      if (!entry) throw vscode.FileSystemError.FileNotFound(uri);
-      return this.stat0(this.known.get(path)!);
+      // A fresh look every time (a save's check against "newer on disk" runs
+      // on it), shared only with the looks that overlap it.
+      return await this.shared(`stat ${path}`, () => this.stat1(path, uri));
     } catch (e) {
       throw toFsError(e, uri);
     }
   }
 
+  private async stat1(path: string, uri: vscode.Uri): Promise<vscode.FileStat> {
+    const resp = await this.daemon.request(`api/v1/files/${encodePath(path)}`, { method: "HEAD", accept: [400, 404] });
+    if (resp.status === 404) {
+      this.forget(path);
+      this.noteMissing(path);
+      throw vscode.FileSystemError.FileNotFound(uri);
+    }
+    if (resp.ok) {
+      const oid = oidOfEtag(resp.headers.get("etag"));
+      const size = Number(resp.headers.get("content-length") ?? "0");
+      const kind = this.known.get(path)?.kind === "symlink" ? "symlink" : "file";
+      this.note(path, kind, oid, Number.isSafeInteger(size) ? size : 0);
+      return this.stat0(this.known.get(path)!);
+    }
+    // 400: a directory (or something else that is not a file); the parent's listing says.
+    const k = this.known.get(path);
+    if (k?.kind === "dir") return this.stat0(k);
+    const entry = (await this.list(parentOf(path), true)).find((e) => e.path === path);
+    if (!entry) {
+      this.noteMissing(path);
+      throw vscode.FileSystemError.FileNotFound(uri);
+    }
+    return this.stat0(this.known.get(path)!);
+  }
+
   async readDirectory(uri: vscode.Uri): Promise<[string, vscode.FileType][]> {
+    const path = pathOf(uri);
+    if (this.knownMissing(path)) throw vscode.FileSystemError.FileNotFound(uri);
     try {
-      const entries = await this.list(pathOf(uri));
+      const entries = await this.list(path);
       return entries.map((e) => [baseName(e.path), fileType(e.kind)]);
     } catch (e) {
+      if (e instanceof DaemonError && e.code === "not_found") this.noteMissing(path);
       throw toFsError(e, uri);
     }
   }
 
   async readFile(uri: vscode.Uri): Promise<Uint8Array> {
     const path = pathOf(uri);
+    if (this.knownMissing(path)) throw vscode.FileSystemError.FileNotFound(uri);
     try {
-      const resp = await this.daemon.request(`api/v1/files/${encodePath(path)}`);
-      const bytes = new Uint8Array(await resp.arrayBuffer());
-      const oid = oidOfEtag(resp.headers.get("etag"));
+      const { bytes, oid } = await this.shared(`read ${path}`, async () => {
+        const resp = await this.daemon.request(`api/v1/files/${encodePath(path)}`);
+        return { bytes: new Uint8Array(await resp.arrayBuffer()), oid: oidOfEtag(resp.headers.get("etag")) };
+      });
       if (oid) {
         const kind = this.known.get(path)?.kind === "symlink" ? "symlink" : "file";
         this.note(path, kind, oid, bytes.length);
         this.remember(path, oid, bytes);
       }
-      return bytes;
+      // Each caller its own copy: VS Code may hand the buffer on and transfer it.
+      return bytes.slice();
     } catch (e) {
+      if (e instanceof DaemonError && e.code === "not_found") this.noteMissing(path);
       throw toFsError(e, uri);
     }
   }
@@ -375,6 +441,7 @@ export class WorkspaceFs implements vscode.FileSystemProvider {
       this.forget(from);
       this.forget(to);
       if (moved && kind !== "dir") this.known.set(to, { ...moved, mtime: Math.max(Date.now(), moved.mtime + 1) });
+      this.noteExists(to);
     } catch (e) {
       throw toFsError(e, oldUri);
     }
@@ -409,6 +476,7 @@ export class WorkspaceFs implements vscode.FileSystemProvider {
   onResync(openPaths: string[]): void {
     const events: vscode.FileChangeEvent[] = openPaths.map((p) => ({ type: vscode.FileChangeType.Changed, uri: this.uri(p) }));
     this.known.clear();
+    this.missing.clear();
     events.push({ type: vscode.FileChangeType.Changed, uri: this.root });
     this.emitter.fire(events);
   }
