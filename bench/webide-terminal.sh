@@ -7,7 +7,11 @@
 #   bash bench/webide-terminal.sh [RUNS]      (default 5)
 #
 # Prints one line per run and the medians with the Web IDE / console ratios,
-# for docs/benchmarks.md ("Web IDE: terminals (issue 15)").
+# for docs/benchmarks.md ("Web IDE: terminals (issue 15)"). Then the same
+# page load in a browser no automation is attached to (bench/webide_plain.mjs:
+# cold, warm and hot, as a developer's browser sees it; Playwright's DevTools
+# session makes V8 parse the main script again, 0.5 to 1 s of every load
+# above that no developer pays).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-5}
@@ -16,4 +20,5 @@ cargo build --release --quiet -p workspaced --bin workspaced
 sh scripts/webide-dist.sh >/dev/null
 (cd tests/browser && npm ci --no-audit --no-fund --silent)
 WORKSPACED_BUILD_PROFILE=release node bench/webide_terminal.mjs "$RUNS"
+WORKSPACED_BUILD_PROFILE=release node bench/webide_plain.mjs "$RUNS"
 echo "load $(cut -d' ' -f1-3 /proc/loadavg)"

