@@ -468,6 +468,9 @@ test("the VS Code build is sent compressed and kept by the browser; the page is 
       const e = performance.getEntriesByType("resource").find((r) => r.name === u);
       return e && { transfer: e.transferSize, encoded: e.encodedBodySize, decoded: e.decodedBodySize };
     }, main);
+    // A classic script, whose compiled code Chromium keeps and reads back on later loads (a module's it never reads).
+    assert.equal(await page.locator('script[src$="/out/vs/workbench/workbench.web.main.internal.js"]:not([type="module"])').count(), 1,
+      "the main script is a classic script");
     const first = await entry(page);
     assert.ok(first && first.decoded > 10e6 && first.encoded < first.decoded / 4, `the main script came compressed: ${JSON.stringify(first)}`);
     // A second page load of the same browser: the main script is not fetched again.
