@@ -3,11 +3,11 @@
 // load of a one-file workspace; and saves, from the save key to the new
 // content on disk, with the bytes they put on the wire, beside the same
 // change sent as a whole-file PUT (what a client without patches sends).
-import { execFileSync } from "node:child_process";
-import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { readFileSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { launchBrowser, TOKEN } from "../tests/browser/helpers.mjs";
 import { startWebIde, openWebIde, openFromExplorer, waitForEditor, goToLine, waitForExplorer } from "../tests/browser/webide.helpers.mjs";
+import { checkout } from "./webide_checkout.mjs";
 
 const LOADS = Number(process.env.LOADS ?? 5);
 const SAVES = Number(process.env.SAVES ?? 30);
@@ -15,21 +15,6 @@ const SAVES = Number(process.env.SAVES ?? 30);
 const pct = (xs, p) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]; };
 const median = (xs) => pct(xs, 50);
 
-/** 30,000 files in 20 top directories of 15 subdirectories of 100 files, committed. */
-function checkout(dir) {
-  for (let a = 0; a < 20; a++) {
-    for (let b = 0; b < 15; b++) {
-      const d = path.join(dir, `pkg${a}`, `mod${b}`);
-      mkdirSync(d, { recursive: true });
-      for (let c = 0; c < 100; c++) writeFileSync(path.join(d, `file${c}.rs`), `// pkg${a}/mod${b}/file${c}\npub fn f${c}() -> u32 { ${c} }\n`);
-    }
-  }
-  writeFileSync(path.join(dir, "README.md"), "# a 30,000-file checkout\n");
-  const git = (...args) => execFileSync("git", ["-c", "user.name=b", "-c", "user.email=b@example.com", ...args], { cwd: dir, stdio: "pipe" });
-  git("init", "-q", "-b", "main");
-  git("add", "-A");
-  git("commit", "-q", "-m", "checkout");
-}
 
 async function pageLoads(browser, w, label) {
   // One browser profile, as a developer's: the first load fetches VS Code

@@ -15,7 +15,8 @@
 // HTTP cache filled) and hot (V8's code cache read back).
 //
 //   WORKSPACED_BUILD_PROFILE=release node bench/webide_plain.mjs [RUNS]
-//   (bench/webide-terminal.sh runs it). To measure another commit's Web
+//   (bench/webide-terminal.sh runs it; CHECKOUT=1 opens the 30,000-file
+//   checkout of bench/webide.sh, and bench/webide.sh runs it so). To measure another commit's Web
 //   IDE: WEBIDE_HOST=<its editor-assets/web-ide, extension built>
 //   WEBIDE_VSCODE=<its VS Code build>.
 import { spawn } from "node:child_process";
@@ -24,6 +25,7 @@ import http from "node:http";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { startDaemon, TOKEN } from "../tests/browser/helpers.mjs";
+import { checkout } from "./webide_checkout.mjs";
 import { pathToFileURL } from "node:url";
 import { buildExtension, vscodeDist, webIde } from "../tests/browser/webide.helpers.mjs";
 
@@ -107,7 +109,9 @@ const proxy = http.createServer((req, res) => {
 await new Promise((r) => proxy.listen(0, "127.0.0.1", r));
 const origin = `http://127.0.0.1:${proxy.address().port}`;
 const daemon = await startDaemon(["--allowed-origins", origin]);
-writeFileSync(path.join(daemon.workspace, "readme.txt"), "hello\n");
+// CHECKOUT=1: the 30,000-file checkout of bench/webide.sh, else one file.
+if (process.env.CHECKOUT) checkout(daemon.workspace);
+else writeFileSync(path.join(daemon.workspace, "readme.txt"), "hello\n");
 const pageUrl = `${origin}/#${new URLSearchParams({ daemon: `http://${daemon.addr}/`, credential: TOKEN })}`;
 
 /** Chromium on `profile` at the page, with a DevTools pipe no domain is enabled on. */
