@@ -453,7 +453,7 @@ test("the absent files VS Code looks for at every load are asked for once, and t
   }
 });
 
-test("the VS Code build is sent compressed and kept by the browser; the page is revalidated; dropped built-ins are not served", async () => {
+test("the VS Code build and the extension are kept by the browser, the build sent compressed; the page is revalidated; dropped built-ins are not served", async () => {
   const w = await startWebIde();
   const browser = await launchBrowser();
   try {
@@ -492,6 +492,17 @@ test("the VS Code build is sent compressed and kept by the browser; the page is 
     const etag = index.headers.get("etag");
     assert.equal(index.headers.get("cache-control"), "no-cache");
     assert.equal((await fetch(w.host.url, { headers: { "If-None-Match": etag } })).status, 304, "an unchanged page is answered 304");
+    // The extension under its versioned path, kept for a year; what that path lacks, too.
+    const extPath = /name="workspaced-extension" content="\.\/(extension\/[^"/]+\/)"/.exec(await (await fetch(w.host.url)).text())?.[1];
+    assert.ok(extPath, "the page names the extension's versioned path");
+    const manifest = await fetch(new URL(`${extPath}package.json`, w.host.url));
+    assert.equal(manifest.status, 200);
+    assert.match(manifest.headers.get("cache-control"), /max-age=31536000.*immutable/);
+    assert.equal((await manifest.json()).name, "workspaced-web-ide");
+    const nls = await fetch(new URL(`${extPath}package.nls.json`, w.host.url));
+    assert.equal(nls.status, 404);
+    assert.match(nls.headers.get("cache-control"), /immutable/, "a versioned path's 404 is kept too");
+    assert.equal((await fetch(new URL("extension/stale-tag/package.json", w.host.url))).status, 404, "another version of the extension is not served");
     for (const ext of ["git-base", "github-authentication"]) {
       assert.equal((await fetch(new URL(`extensions/${ext}/package.json`, build))).status, 404, `${ext} is not in the build`);
     }

@@ -13,9 +13,10 @@
 
 const STORAGE_KEY = "workspaced-web-ide";
 // Where the VS Code build and the extension are, relative to this page (the
-// server names the build's versioned path in a meta element).
-const VSCODE = new URL(document.querySelector('meta[name="workspaced-vscode"]')?.content || "./vscode/", location.href);
-const EXTENSION = new URL("./extension", location.href);
+// server names their versioned paths in meta elements).
+const meta = (name, fallback) => new URL(document.querySelector(`meta[name="${name}"]`)?.content || fallback, location.href);
+const VSCODE = meta("workspaced-vscode", "./vscode/");
+const EXTENSION = meta("workspaced-extension", "./extension/");
 
 function fail(text) {
   document.getElementById("problem-text").textContent = text;
@@ -118,7 +119,7 @@ async function start(cfg) {
       extensionEnabledApiProposals: {},
     },
     folderUri: { scheme: "workspaced", authority: daemon.host, path: "/" },
-    additionalBuiltinExtensions: [{ scheme: EXTENSION.protocol.slice(0, -1), authority: EXTENSION.host, path: EXTENSION.pathname }],
+    additionalBuiltinExtensions: [{ scheme: EXTENSION.protocol.slice(0, -1), authority: EXTENSION.host, path: EXTENSION.pathname.replace(/\/$/, "") }],
     // The extension asks for the daemon and the credential through this command.
     commands: [{ id: "workspaced.hostConfig", handler: () => ({ daemon: cfg.daemon, credential: cfg.credential }) }],
     configurationDefaults: {

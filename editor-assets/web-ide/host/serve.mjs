@@ -1,15 +1,19 @@
 // A static server for the Web IDE: the host page at `/`, the VS Code build
 // at `/vscode/<build>/` (<build> the name of its cache directory, which
 // scripts/webide-dist.sh changes whenever what it caches changes), the
-// extension at `/extension/` (its package.json and dist/ only). The tests
-// and bench/webide.sh use it; by hand:
+// extension at `/extension/<tag>/` (its package.json and dist/ only; <tag>
+// follows its build, so a rebuild gets a new path) and, unversioned, at
+// `/extension/`. The tests and bench/webide.sh use it; by hand:
 //   node host/serve.mjs [--port N] [--vscode DIR]   (prints the page's URL)
 //
-// Caching: the build's URLs change with its content, so the browser keeps
-// its files for a year without asking again (`immutable`); the page and the
-// extension are asked for every time, answered 304 when unchanged. A build
-// file with a `.br` or `.gz` copy beside it (webide-trim.mjs makes them) is
-// sent compressed to a browser that accepts it.
+// Caching: the build's and the extension's versioned URLs change with
+// their content, so the browser keeps their files (and their 404s) for a
+// year without asking again (`immutable`): VS Code reads the extension's
+// manifest four times per load, each a round trip when revalidated. The
+// page (which names both paths) and the unversioned extension are asked
+// for every time, answered 304 when unchanged. A build file with a `.br`
+// or `.gz` copy beside it (webide-trim.mjs makes them) is sent compressed
+// to a browser that accepts it.
 import { createHash } from "node:crypto";
 import { createReadStream, readFileSync, statSync } from "node:fs";
 import http from "node:http";
@@ -26,20 +30,52 @@ const TYPES = {
   ".wasm": "application/wasm", ".txt": "text/plain; charset=utf-8",
 };
 
+const IMMUTABLE = "public, max-age=31536000, immutable";
+
+/** The extension's version: its manifest's and bundle's sizes and times
+ * (a rebuild changes them), hashed; "none" while it is not built. */
+function extensionTag(...files) {
+  const h = createHash("sha256");
+  for (const f of files) {
+    try {
+      const st = statSync(f);
+      h.update(`${st.size}:${st.mtimeMs}\n`);
+    } catch {
+      return "none";
+    }
+  }
+  return h.digest("base64url").slice(0, 12);
+}
+
 /** Starts the server on 127.0.0.1:`port` (0: any); resolves to { url, close }. */
 export function startHost({ port = 0, vscode }) {
   if (!vscode) throw new Error("startHost: the VS Code build's directory is required (scripts/webide-dist.sh prints it)");
   const build = `/vscode/${encodeURIComponent(path.basename(path.resolve(vscode)))}/`;
-  // The page names the build's path; everything else of it is static.
-  const index = Buffer.from(readFileSync(path.join(here, "index.html"), "utf8").replace('content="./vscode/"', `content=".${build}"`));
-  const indexTag = `"${createHash("sha256").update(index).digest("base64url").slice(0, 16)}"`;
-  const mounts = [
-    [build, path.resolve(vscode)],
-    ["/extension/package.json", path.join(pkg, "package.json")],
-    ["/extension/dist/", path.join(pkg, "dist")],
-    ["/", here],
-  ];
+  const manifest = path.join(pkg, "package.json");
+  const bundle = path.join(pkg, "dist");
+  const template = readFileSync(path.join(here, "index.html"), "utf8").replace('content="./vscode/"', `content=".${build}"`);
+  // The page names the build's and the extension's paths; it is made again
+  // when the extension is rebuilt (a new tag), else served as it was.
+  let page = null;
+  const pageFor = (tag) => {
+    if (page?.tag !== tag) {
+      const body = Buffer.from(template.replace('content="./extension/"', `content="./extension/${tag}/"`));
+      page = { tag, body, etag: `"${createHash("sha256").update(body).digest("base64url").slice(0, 16)}"` };
+    }
+    return page;
+  };
   const server = http.createServer((req, res) => {
+    const tag = extensionTag(manifest, path.join(bundle, "extension.js"));
+    const versioned = `/extension/${tag}/`;
+    const mounts = [
+      [build, path.resolve(vscode)],
+      [`${versioned}package.json`, manifest],
+      [`${versioned}dist/`, bundle],
+      ["/extension/package.json", manifest],
+      ["/extension/dist/", bundle],
+      ["/", here],
+    ];
+    const immutable = (rel) => rel.startsWith(build) || rel.startsWith(versioned);
     if (req.method !== "GET" && req.method !== "HEAD") {
       res.writeHead(405).end();
       return;
@@ -66,19 +102,20 @@ export function startHost({ port = 0, vscode }) {
       if (!st.isFile() || (dir === here && file.endsWith(".mjs"))) break;
       const headers = { "Content-Type": TYPES[path.extname(file)] ?? "application/octet-stream" };
       const isIndex = file === path.join(here, "index.html");
-      if (prefix === build) {
-        headers["Cache-Control"] = "public, max-age=31536000, immutable";
+      const index = isIndex ? pageFor(tag) : null;
+      if (immutable(rel)) {
+        headers["Cache-Control"] = IMMUTABLE;
       } else {
         headers["Cache-Control"] = "no-cache";
-        headers.ETag = isIndex ? indexTag : `"${st.size}-${Math.floor(st.mtimeMs)}"`;
+        headers.ETag = index ? index.etag : `"${st.size}-${Math.floor(st.mtimeMs)}"`;
         if (req.headers["if-none-match"] === headers.ETag) {
           res.writeHead(304, headers).end();
           return;
         }
       }
-      if (isIndex) {
-        res.writeHead(200, { ...headers, "Content-Length": index.length });
-        res.end(req.method === "HEAD" ? undefined : index);
+      if (index) {
+        res.writeHead(200, { ...headers, "Content-Length": index.body.length });
+        res.end(req.method === "HEAD" ? undefined : index.body);
         return;
       }
       let send = file;
@@ -102,7 +139,9 @@ export function startHost({ port = 0, vscode }) {
       else createReadStream(send).pipe(res);
       return;
     }
-    res.writeHead(404, { "Content-Type": "text/plain" }).end("not found\n");
+    // What a versioned path lacks it lacks for good (VS Code asks for the
+    // extension's package.nls.json at every load).
+    res.writeHead(404, { "Content-Type": "text/plain", ...(immutable(rel) ? { "Cache-Control": IMMUTABLE } : {}) }).end("not found\n");
   });
   return new Promise((resolve, reject) => {
     server.once("error", reject);
