@@ -12,7 +12,9 @@
 // palette's "Workspace: New Terminal"; no domain is enabled. The page says what it shows by beacons, from a script
 // that a proxy in front of the host page adds to the page. Each run starts
 // Chromium three times on one new profile: cold (empty caches), warm (the
-// HTTP cache filled) and hot (V8's code cache read back).
+// HTTP cache filled) and hot (V8's code cache read back); after the hot
+// load, the page is reloaded with the terminal live ("reload": its screen
+// back in VS Code's panel, the palette not used).
 //
 //   WORKSPACED_BUILD_PROFILE=release node bench/webide_plain.mjs [RUNS]
 //   (bench/webide-terminal.sh runs it; CHECKOUT=1 opens the 30,000-file
@@ -31,7 +33,10 @@ import { buildExtension, vscodeDist, webIde } from "../tests/browser/webide.help
 
 const runs = Number(process.argv[2] ?? 5);
 const LOADS = ["cold", "warm", "hot"];
-const COMMAND = "Workspace: New Terminal";
+const NEW_TERMINAL = "Workspace: New Terminal";
+// After a reload VS Code keeps the terminal panel closed until asked.
+const FOCUS_TERMINAL = "Terminal: Focus on Terminal View";
+const COMMANDS = [NEW_TERMINAL, FOCUS_TERMINAL];
 
 // What the page reports: the explorer's first row, the palette open, the
 // command's row listed, the prompt in the terminal (ms since navigation).
@@ -43,19 +48,25 @@ const probe = (report) => `<script>
   const steps = [
     ["explorer", () => visible(".explorer-folders-view .monaco-list-row")],
     ["palette", () => { const i = visible(".quick-input-widget input"); return i && document.activeElement === i; }],
-    // The command's own row (another command's label starts the same), and where it is, to click.
-    ["row", () => {
-      const label = [...document.querySelectorAll(".quick-input-list .monaco-list-row .label-name")].find((e) => e.textContent === ${JSON.stringify(COMMAND)});
+    // A command's own row (another command's label may start the same), and where it is, to click.
+    ...${JSON.stringify(COMMANDS)}.map((command) => [\`row:\${command}\`, () => {
+      const label = [...document.querySelectorAll(".quick-input-list .monaco-list-row .label-name")].find((e) => e.textContent === command);
       const r = label?.closest(".monaco-list-row")?.getBoundingClientRect();
       if (r) at = [Math.round(r.x + r.width / 2), Math.round(r.y + r.height / 2)];
       return r;
-    }],
+    }]),
     ["prompt", () => { const r = visible(".terminal.xterm .xterm-rows"); return r && /[#$] ?$/.test(r.innerText.replace(/\\u00a0/g, " ").trimEnd()); }],
   ];
-  let i = 0;
+  // Each reported once, when it first holds.
+  const left = new Set(steps.map(([name]) => name));
   const timer = setInterval(() => {
-    while (i < steps.length && steps[i][1]()) send(steps[i++][0], steps[i - 1][0] === "row" ? at : undefined);
-    if (i === steps.length) clearInterval(timer);
+    for (const [name, holds] of steps) {
+      if (left.has(name) && holds()) {
+        left.delete(name);
+        send(encodeURIComponent(name), name.startsWith("row:") ? at : undefined);
+      }
+    }
+    if (!left.has("prompt")) clearInterval(timer);
   }, 10);
 })();
 </script>`;
@@ -73,7 +84,7 @@ const report = http.createServer((req, res) => {
   req.on("data", (d) => (body += d));
   req.on("end", () => {
     res.writeHead(204, { "Access-Control-Allow-Origin": "*" }).end();
-    const name = req.url.slice(1);
+    const name = decodeURIComponent(req.url.slice(1));
     waiting.get(name)?.(body.split(",").map(Number));
     waiting.delete(name);
   });
@@ -144,6 +155,21 @@ function chromium(profile) {
   return { send, close };
 }
 
+/** Runs `label` from the command palette (F1, its text, a click on its own
+ * row); resolves to when the page listed the row. */
+async function command(send, session, label) {
+  const palette = beacon("palette");
+  await key(send, session, "F1", "F1", 112);
+  await palette;
+  const row = beacon(`row:${label}`);
+  await send("Input.insertText", { text: `>${label}` }, session);
+  const [t, x, y] = await row;
+  for (const type of ["mousePressed", "mouseReleased"]) {
+    await send("Input.dispatchMouseEvent", { type, x, y, button: "left", clickCount: 1 }, session);
+  }
+  return t;
+}
+
 async function key(send, session, key, code, keyCode) {
   const base = { key, code, windowsVirtualKeyCode: keyCode, nativeVirtualKeyCode: keyCode };
   await send("Input.dispatchKeyEvent", { type: "keyDown", ...base }, session);
@@ -151,6 +177,7 @@ async function key(send, session, key, code, keyCode) {
 }
 
 const times = Object.fromEntries(LOADS.map((l) => [l, { explorer: [], prompt: [], palette: [], terminal: [] }]));
+times.reload = { explorer: [], prompt: [] };
 const killTerminals = async () => {
   for (const t of await (await daemon.api("/api/v1/terminals")).json()) await daemon.api(`/api/v1/terminals/${t.id}`, { method: "DELETE" });
 };
@@ -166,16 +193,8 @@ try {
         const { targetInfos } = await b.send("Target.getTargets");
         const target = targetInfos.find((t) => t.type === "page" && t.url.startsWith(origin));
         const { sessionId } = await b.send("Target.attachToTarget", { targetId: target.targetId, flatten: true });
-        const palette = beacon("palette");
-        await key(b.send, sessionId, "F1", "F1", 112);
-        await palette;
-        const row = beacon("row");
-        await b.send("Input.insertText", { text: `>${COMMAND}` }, sessionId);
-        const [tRow, x, y] = await row;
         const prompt = beacon("prompt");
-        for (const type of ["mousePressed", "mouseReleased"]) {
-          await b.send("Input.dispatchMouseEvent", { type, x, y, button: "left", clickCount: 1 }, sessionId);
-        }
+        const tRow = await command(b.send, sessionId, NEW_TERMINAL);
         const [tPrompt] = await prompt.catch(async (e) => {
           const shot = await b.send("Page.captureScreenshot", {}, sessionId).catch(() => null);
           if (shot) writeFileSync(path.join(tmpdir(), "webide-plain-failed.png"), Buffer.from(shot.data, "base64"));
@@ -187,6 +206,17 @@ try {
         t.palette.push(tRow - tExplorer);
         t.terminal.push(tPrompt - tRow);
         line.push(`${load} ${tExplorer}/${tPrompt} (palette ${tRow - tExplorer}, terminal ${tPrompt - tRow})`);
+        if (load === "hot") {
+          // A reload with the terminal live: its screen back in VS Code's panel.
+          const [again, back] = [beacon("explorer"), beacon("prompt")];
+          await b.send("Page.reload", {}, sessionId);
+          const [rExplorer] = await again;
+          await command(b.send, sessionId, FOCUS_TERMINAL);
+          const [rPrompt] = await back;
+          times.reload.explorer.push(rExplorer);
+          times.reload.prompt.push(rPrompt);
+          line.push(`reload ${rExplorer}/${rPrompt}`);
+        }
       } finally {
         await b.close();
         await killTerminals();
@@ -203,5 +233,5 @@ try {
   rmSync(daemon.workspace, { recursive: true, force: true });
 }
 const median = (a) => [...a].sort((x, y) => x - y)[Math.floor((a.length - 1) / 2)];
-const summary = Object.fromEntries(LOADS.map((l) => [l, Object.fromEntries(Object.entries(times[l]).map(([k, v]) => [`${k}_ms`, median(v)]))]));
+const summary = Object.fromEntries([...LOADS, "reload"].map((l) => [l, Object.fromEntries(Object.entries(times[l]).map(([k, v]) => [`${k}_ms`, median(v)]))]));
 console.log(`median of ${runs}, no automation attached during the load: ${JSON.stringify(summary)}`);
