@@ -39,9 +39,6 @@ writeFileSync(path.join(daemon.workspace, "readme.txt"), "hello\n");
 const [mbps, latency] = (process.env.NET ?? "").split(",").map(Number);
 const loadavg = () => readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
 const LOADS = ["cold", "warm", "hot"];
-const kill = async () => {
-  for (const t of await (await daemon.api("/api/v1/terminals")).json()) await daemon.api(`/api/v1/terminals/${t.id}`, { method: "DELETE" });
-};
 for (const v of variants) v.times = Object.fromEntries(LOADS.map((l) => [l, { explorer: [], prompt: [] }]));
 const load0 = loadavg();
 try {
@@ -67,7 +64,7 @@ try {
         await waitForTerminal(page, PROMPT, "the prompt", 60000);
         const prompt = Date.now() - t0;
         await ctx.close();
-        await kill();
+        await daemon.deleteTerminals();
         v.times[load].explorer.push(explorer);
         v.times[load].prompt.push(prompt);
         line.push(`${load} ${explorer}/${prompt}`);

@@ -9,27 +9,29 @@
 // Here Chromium is started with --remote-debugging-pipe and given only
 // input events (Input.dispatchKeyEvent, Input.insertText,
 // Input.dispatchMouseEvent), after the explorer shows, for the command
-// palette's "Workspace: New Terminal"; no domain is enabled. The page says what it shows by beacons, from a script
-// that a proxy in front of the host page adds to the page. Each run starts
-// Chromium three times on one new profile: cold (empty caches), warm (the
-// HTTP cache filled) and hot (V8's code cache read back); after the hot
-// load, the page is reloaded with the terminal live ("reload": its screen
-// back in VS Code's panel, the palette not used).
+// palette's "Workspace: New Terminal"; no domain is enabled. The page says
+// what it shows by beacons, from a script that a proxy in front of the host
+// page adds to the page. Each run starts Chromium three times on one new
+// profile: cold (empty caches), warm (the HTTP cache filled) and hot (V8's
+// code cache read back); after the hot load, the page is reloaded with the
+// terminal live ("reload": its screen back in VS Code's panel).
 //
 //   WORKSPACED_BUILD_PROFILE=release node bench/webide_plain.mjs [RUNS]
-//   (bench/webide-terminal.sh runs it; CHECKOUT=1 opens the 30,000-file
-//   checkout of bench/webide.sh, and bench/webide.sh runs it so). To measure another commit's Web
-//   IDE: WEBIDE_HOST=<its editor-assets/web-ide, extension built>
-//   WEBIDE_VSCODE=<its VS Code build>.
+//
+// bench/webide-terminal.sh runs it, and bench/webide.sh with CHECKOUT=1
+// (the 30,000-file checkout). Another commit's Web IDE:
+// WEBIDE_HOST=<its editor-assets/web-ide, extension built>
+// WEBIDE_VSCODE=<its VS Code build>.
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { startDaemon, TOKEN } from "../tests/browser/helpers.mjs";
-import { checkout } from "./webide_checkout.mjs";
 import { pathToFileURL } from "node:url";
+import { CHROMIUM_ARGS, startDaemon, TOKEN } from "../tests/browser/helpers.mjs";
+import { WEBGL_OFF } from "../tests/browser/webide-terminals.helpers.mjs";
 import { buildExtension, vscodeDist, webIde } from "../tests/browser/webide.helpers.mjs";
+import { checkout } from "./webide_checkout.mjs";
 
 const runs = Number(process.argv[2] ?? 5);
 const LOADS = ["cold", "warm", "hot"];
@@ -128,9 +130,7 @@ const pageUrl = `${origin}/#${new URLSearchParams({ daemon: `http://${daemon.add
 /** Chromium on `profile` at the page, with a DevTools pipe no domain is enabled on. */
 function chromium(profile) {
   const child = spawn("/usr/bin/chromium", [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-3d-apis", "--disable-background-networking",
-    "--disable-component-update", "--no-first-run", "--disable-sync", "--window-size=1280,800",
-    "--remote-debugging-pipe", `--user-data-dir=${profile}`, pageUrl,
+    ...CHROMIUM_ARGS, ...WEBGL_OFF.args, "--window-size=1280,800", "--remote-debugging-pipe", `--user-data-dir=${profile}`, pageUrl,
   ], { stdio: ["ignore", "ignore", "ignore", "pipe", "pipe"] });
   let id = 0;
   let buf = "";
@@ -178,9 +178,6 @@ async function key(send, session, key, code, keyCode) {
 
 const times = Object.fromEntries(LOADS.map((l) => [l, { explorer: [], prompt: [], palette: [], terminal: [] }]));
 times.reload = { explorer: [], prompt: [] };
-const killTerminals = async () => {
-  for (const t of await (await daemon.api("/api/v1/terminals")).json()) await daemon.api(`/api/v1/terminals/${t.id}`, { method: "DELETE" });
-};
 try {
   for (let i = 1; i <= runs; i++) {
     const profile = mkdtempSync(path.join(tmpdir(), "webide-plain-"));
@@ -219,7 +216,7 @@ try {
         }
       } finally {
         await b.close();
-        await killTerminals();
+        await daemon.deleteTerminals();
       }
     }
     rmSync(profile, { recursive: true, force: true, maxRetries: 5 });

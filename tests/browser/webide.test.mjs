@@ -493,7 +493,7 @@ test("the VS Code build and the extension are kept by the browser, the build sen
     assert.equal(index.headers.get("cache-control"), "no-cache");
     assert.equal((await fetch(w.host.url, { headers: { "If-None-Match": etag } })).status, 304, "an unchanged page is answered 304");
     // The extension under its versioned path, kept for a year; what that path lacks, too.
-    const extPath = /name="workspaced-extension" content="\.\/(extension\/[^"/]+\/)"/.exec(await (await fetch(w.host.url)).text())?.[1];
+    const extPath = /name="workspaced-extension" content="\.\/(extension\/[^"/]+\/)"/.exec(await index.text())?.[1];
     assert.ok(extPath, "the page names the extension's versioned path");
     const manifest = await fetch(new URL(`${extPath}package.json`, w.host.url));
     assert.equal(manifest.status, 200);

@@ -65,17 +65,6 @@ export function startHost({ port = 0, vscode }) {
     return page;
   };
   const server = http.createServer((req, res) => {
-    const tag = extensionTag(manifest, path.join(bundle, "extension.js"));
-    const versioned = `/extension/${tag}/`;
-    const mounts = [
-      [build, path.resolve(vscode)],
-      [`${versioned}package.json`, manifest],
-      [`${versioned}dist/`, bundle],
-      ["/extension/package.json", manifest],
-      ["/extension/dist/", bundle],
-      ["/", here],
-    ];
-    const immutable = (rel) => rel.startsWith(build) || rel.startsWith(versioned);
     if (req.method !== "GET" && req.method !== "HEAD") {
       res.writeHead(405).end();
       return;
@@ -88,6 +77,18 @@ export function startHost({ port = 0, vscode }) {
       return;
     }
     if (rel === "/") rel = "/index.html";
+    // The extension's tag (two stats) only for the requests that need it:
+    // the page, which names it, and the extension's own files.
+    const tag = rel === "/index.html" || rel.startsWith("/extension/") ? extensionTag(manifest, path.join(bundle, "extension.js")) : null;
+    const versioned = tag && `/extension/${tag}/`;
+    const mounts = [
+      [build, path.resolve(vscode)],
+      ...(versioned ? [[`${versioned}package.json`, manifest], [`${versioned}dist/`, bundle]] : []),
+      ["/extension/package.json", manifest],
+      ["/extension/dist/", bundle],
+      ["/", here],
+    ];
+    const immutable = rel.startsWith(build) || (versioned !== null && rel.startsWith(versioned));
     for (const [prefix, dir] of mounts) {
       if (!(rel === prefix || rel.startsWith(prefix))) continue;
       const file = prefix.endsWith("/") ? path.resolve(dir, `.${rel.slice(prefix.length - 1)}`) : dir;
@@ -103,7 +104,7 @@ export function startHost({ port = 0, vscode }) {
       const headers = { "Content-Type": TYPES[path.extname(file)] ?? "application/octet-stream" };
       const isIndex = file === path.join(here, "index.html");
       const index = isIndex ? pageFor(tag) : null;
-      if (immutable(rel)) {
+      if (immutable) {
         headers["Cache-Control"] = IMMUTABLE;
       } else {
         headers["Cache-Control"] = "no-cache";
@@ -141,7 +142,7 @@ export function startHost({ port = 0, vscode }) {
     }
     // What a versioned path lacks it lacks for good (VS Code asks for the
     // extension's package.nls.json at every load).
-    res.writeHead(404, { "Content-Type": "text/plain", ...(immutable(rel) ? { "Cache-Control": IMMUTABLE } : {}) }).end("not found\n");
+    res.writeHead(404, { "Content-Type": "text/plain", ...(immutable ? { "Cache-Control": IMMUTABLE } : {}) }).end("not found\n");
   });
   return new Promise((resolve, reject) => {
     server.once("error", reject);

@@ -165,6 +165,7 @@ export class WorkspaceFs implements vscode.FileSystemProvider {
   }
 
   private noteMissing(path: string): void {
+    // Deleted first, so that it goes to the end of the map's order (the newest).
     this.missing.delete(path);
     this.missing.set(path, Date.now());
     if (this.missing.size > MAX_MISSING) this.missing.delete(this.missing.keys().next().value!);
@@ -176,10 +177,11 @@ export class WorkspaceFs implements vscode.FileSystemProvider {
     for (let p = path; p !== ""; p = parentOf(p)) this.missing.delete(p);
   }
 
-  /** One look at `path` for everyone who asks while it is in flight. */
-  private shared<T>(key: string, look: () => Promise<T>): Promise<T> {
+  /** One look at `path` for everyone who asks while it is in flight; those
+   * who join one get `joined` of its answer. */
+  private shared<T>(key: string, look: () => Promise<T>, joined: (v: T) => T = (v) => v): Promise<T> {
     const inflight = this.looking.get(key);
-    if (inflight) return inflight as Promise<T>;
+    if (inflight) return (inflight as Promise<T>).then(joined);
     const p = look().finally(() => this.looking.delete(key));
     this.looking.set(key, p);
     return p;
@@ -290,17 +292,17 @@ export class WorkspaceFs implements vscode.FileSystemProvider {
     const path = pathOf(uri);
     if (this.knownMissing(path)) throw vscode.FileSystemError.FileNotFound(uri);
     try {
+      // A caller that joins a read gets its own buffer: VS Code may hand one on and transfer it.
       const { bytes, oid } = await this.shared(`read ${path}`, async () => {
         const resp = await this.daemon.request(`api/v1/files/${encodePath(path)}`);
         return { bytes: new Uint8Array(await resp.arrayBuffer()), oid: oidOfEtag(resp.headers.get("etag")) };
-      });
+      }, (r) => ({ ...r, bytes: r.bytes.slice() }));
       if (oid) {
         const kind = this.known.get(path)?.kind === "symlink" ? "symlink" : "file";
         this.note(path, kind, oid, bytes.length);
         this.remember(path, oid, bytes);
       }
-      // Each caller its own copy: VS Code may hand the buffer on and transfer it.
-      return bytes.slice();
+      return bytes;
     } catch (e) {
       if (e instanceof DaemonError && e.code === "not_found") this.noteMissing(path);
       throw toFsError(e, uri);

@@ -50,12 +50,12 @@ function clampSize(n: number | undefined, fallback: number): number {
   return Math.min(MAX_SIZE, Math.max(1, Math.floor(n)));
 }
 
-/** What a terminal tab is called: the container in front when it is not this one. */
 /** Ends a terminal in the workspace, in the background (one already gone is fine). */
 function deleteTerminal(daemon: Daemon, id: string): void {
   void daemon.request(`api/v1/terminals/${encodeURIComponent(id)}`, { method: "DELETE", accept: [404] }).catch(() => {});
 }
 
+/** What a terminal tab is called: the container in front when it is not this one. */
 function nameOf(info: Pick<TerminalInfo, "title" | "container">, self: string | undefined): string {
   return info.container && info.container !== self ? `${info.container}: ${info.title}` : info.title;
 }
