@@ -441,8 +441,10 @@ test("the absent files VS Code looks for at every load are asked for once, and t
     const lookups = () => w.relay.requests.filter((r) => / \/api\/v1\/files\/\.vscode\/settings\.json /.test(r.line)).length;
     await pollUntil(async () => lookups(), (n) => n >= 1, () => new Error("VS Code never looked for .vscode/settings.json"));
     const atLoad = w.relay.requests.filter((r) => r.line.includes(" /api/v1/files/")).length;
-    assert.ok(lookups() <= 4, `.vscode/settings.json was asked for ${lookups()} times during the load`);
-    assert.ok(atLoad <= 40, `${atLoad} file requests during the load`);
+    // Measured at this point: 15 to 24 and 85 to 131 without the memory of
+    // absent paths, 4 and 36 to 44 with it (more as a slow start outlives it).
+    assert.ok(lookups() <= 6, `.vscode/settings.json was asked for ${lookups()} times during the load`);
+    assert.ok(atLoad <= 60, `${atLoad} file requests during the load`);
     // Created on disk afterwards, the settings file is read and applied.
     mkdirSync(path.join(w.daemon.workspace, ".vscode"));
     writeFileSync(path.join(w.daemon.workspace, ".vscode", "settings.json"), '{ "workbench.statusBar.visible": false }\n');
